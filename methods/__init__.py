@@ -1,0 +1,4 @@
+"""The methods shipped with vosbench. Importing this package registers all of them.
+
+Each subpackage is imported explicitly (no directory scanning); a method never imports another.
+"""

@@ -1,0 +1,2 @@
+"""vosbench: video object segmentation methods implemented, trained and benchmarked side by side."""
+__version__ = "0.1.0"
