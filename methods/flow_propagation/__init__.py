@@ -1,0 +1,1 @@
+"""flow_propagation (fill in: import the model module so it registers)."""

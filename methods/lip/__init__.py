@@ -1,0 +1,1 @@
+"""lip (fill in: import the model module so it registers)."""

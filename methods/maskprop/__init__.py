@@ -1,0 +1,1 @@
+"""maskprop (fill in: import the model module so it registers)."""

@@ -1,0 +1,1 @@
+"""maskrnn (fill in: import the model module so it registers)."""
