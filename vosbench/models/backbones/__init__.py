@@ -1,1 +1,1 @@
-
+"""Backbones (BACKBONES registry)."""
