@@ -1,1 +1,8 @@
-"""maskprop (fill in: import the model module so it registers)."""
+"""MaskProp (Bertasius & Torresani, CVPR 2020): video instance segmentation by mask propagation.
+
+Importing the package registers ``maskprop`` and the ``maskprop_framelink`` baseline.
+"""
+from methods.maskprop import model  # noqa: F401  (registers the methods)
+from methods.maskprop.model import MaskProp, MaskPropFrameLink
+
+__all__ = ["MaskProp", "MaskPropFrameLink"]

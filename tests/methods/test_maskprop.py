@@ -1,0 +1,242 @@
+"""MaskProp + the frame-linking baseline: losses, linking, aggregation, contract tests (tiny, CPU)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import methods  # noqa: F401  (registers every method)
+from methods.maskprop.heads import MaskPropagationHead, MaskRefinementHead
+from methods.maskprop.losses import pairwise_soft_iou, propagation_loss, soft_iou
+from methods.maskprop.tracking import ClipTrack, GreedyMaskLinker, VideoAggregator, VideoLevelLinker
+from vosbench.config import build
+from vosbench.registry import METHODS
+from vosbench.structures import Frame, VideoBatch, VideoSample
+
+H, W = 64, 96
+
+TINY = dict(
+    backbone={"name": "resnet_tiny_fpn", "norm": "gn", "out_channels": 16, "width": 8},
+    num_classes=4, min_size=64, max_size=96,
+    detector=dict(anchor_sizes=[[8], [16], [32], [64], [128]], representation_size=32,
+                  mask_head_layers=[16, 16], rpn_pre_nms_top_n_train=100, rpn_post_nms_top_n_train=50,
+                  rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, box_batch_size_per_image=32,
+                  rpn_batch_size_per_image=32, box_detections_per_img=10),
+    prop_offset_channels=8, prop_dilations=[1, 2, 3], refine_channels=8, refine_blocks=1,
+    refine_patch=16, clip_radius=2, score_thresh=0.0, max_instances=4,
+)
+
+
+def _build(name: str = "maskprop", **kw):
+    torch.manual_seed(0)
+    cfg = {"name": name, **TINY, **kw}
+    return build(cfg, METHODS)
+
+
+def _box_mask(x0: int, y0: int, s: int = 14) -> torch.Tensor:
+    m = torch.zeros(H, W, dtype=torch.bool)
+    m[max(y0, 0):max(y0 + s, 0), max(x0, 0):max(x0 + s, 0)] = True
+    return m
+
+
+def _video(num_frames: int, objects: dict[int, tuple[int, list[bool]]], vid: str = "v") -> VideoSample:
+    """Squares moving right; ``objects``: obj id -> (label, visible per frame)."""
+    frames = []
+    for t in range(num_frames):
+        img = torch.full((3, H, W), 0.2)
+        masks, ids, labels = [], [], []
+        for oid, (label, vis) in objects.items():
+            m = _box_mask(8 + 4 * t + 30 * (oid - 1), 10 + 20 * (oid - 1))
+            if vis[t]:
+                img[:, m] = torch.tensor([0.9, 0.3 * label, 0.1]).view(3, 1)
+            masks.append(m & vis[t])
+            ids.append(oid)
+            labels.append(label)
+        frames.append(Frame(image=img, index=t, name=f"{t:05d}",
+                            masks=torch.stack(masks) if masks else torch.zeros((0, H, W), dtype=torch.bool),
+                            obj_ids=torch.tensor(ids, dtype=torch.int64),
+                            labels=torch.tensor(labels, dtype=torch.int64)))
+    return VideoSample(vid, frames, task="vis", orig_size=(H, W), categories={1: "a", 2: "b", 3: "c"})
+
+
+def _batch(samples: list[VideoSample]) -> VideoBatch:
+    B, T = len(samples), len(samples[0].frames)
+    omax = max(max(len(f.obj_ids) for f in s.frames) for s in samples)
+    masks = torch.zeros(B, T, omax, H, W, dtype=torch.bool)
+    obj_ids = torch.full((B, omax), -1, dtype=torch.int64)
+    labels = torch.full((B, omax), -1, dtype=torch.int64)
+    for b, s in enumerate(samples):
+        f0 = s.frames[0]
+        obj_ids[b, :len(f0.obj_ids)] = f0.obj_ids
+        labels[b, :len(f0.labels)] = f0.labels
+        for t, f in enumerate(s.frames):
+            masks[b, t, :len(f.obj_ids)] = f.masks
+    return VideoBatch(images=torch.stack([torch.stack([f.image for f in s.frames]) for s in samples]),
+                      masks=masks, obj_ids=obj_ids, labels=labels, obj_valid=obj_ids >= 0,
+                      annotated=torch.ones(B, T, dtype=torch.bool), pad=torch.zeros(B, T, H, W, dtype=torch.bool),
+                      void=torch.zeros(B, T, H, W, dtype=torch.bool),
+                      frame_idx=torch.arange(T).repeat(B, 1), samples=samples)
+
+
+# ------------------------------------------------------------------------------ losses
+def test_soft_iou_hand_values():
+    a = torch.zeros(4, 4)
+    a[:2] = 1.0                      # 8 pixels
+    b = torch.zeros(4, 4)
+    b[1:3] = 1.0                     # 8 pixels, 4 shared
+    assert math.isclose(float(soft_iou(a, b)), 4 / 12, rel_tol=1e-5)
+    assert math.isclose(float(soft_iou(a, a)), 1.0, rel_tol=1e-5)
+    assert float(soft_iou(a, torch.zeros(4, 4))) == 0.0
+    # soft values: sum ab / sum (a + b - ab)
+    assert math.isclose(float(soft_iou(torch.full((2, 2), 0.5), torch.ones(2, 2))), 2 / 4, rel_tol=1e-5)
+    p = pairwise_soft_iou(torch.stack([a, b]).flatten(1), torch.stack([b]).flatten(1))
+    torch.testing.assert_close(p[:, 0], torch.tensor([4 / 12, 1.0]), atol=1e-5, rtol=1e-5)
+
+
+def test_propagation_loss_eq2_and_gradient():
+    gt = torch.zeros(2, 8, 8)
+    gt[0, :4] = 1
+    gt[1, 4:] = 1
+    assert float(propagation_loss(gt.clone(), gt)) < 1e-5
+    pred = torch.full((2, 8, 8), 0.5, requires_grad=True)
+    loss = propagation_loss(pred, gt)
+    # each row: inter = 32 * 0.5 = 16, union = 32 (pred) + 32 (gt) - 16 = 48 -> sIoU 1/3
+    assert math.isclose(float(loss.detach()), 1 - 1 / 3, rel_tol=1e-4)
+    loss.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+    assert float(propagation_loss(pred[:0], gt[:0]).detach()) == 0.0
+
+
+def test_propagation_head_softmax_across_instances_times_attention():
+    torch.manual_seed(0)
+    head = MaskPropagationHead(in_channels=8, offset_channels=8, dilations=(1, 2))
+    f_src, f_tgt = torch.randn(1, 8, 10, 12), torch.randn(1, 8, 10, 12)
+    inst = torch.rand(3, 10, 12)
+    out = head(f_src, f_tgt, inst)
+    att = torch.sigmoid(head.attention(f_tgt))[0, 0]
+    assert out.shape == (3, 10, 12)
+    torch.testing.assert_close(out.sum(0), att, atol=1e-5, rtol=1e-5)   # softmax rows sum to 1
+    assert head(f_src, f_tgt, inst[:0]).shape == (0, 10, 12)
+
+
+def test_refinement_starts_as_identity_and_pastes_back():
+    head = MaskRefinementHead(channels=4, num_blocks=1, patch_size=16)
+    probs = torch.zeros(1, 32, 32)
+    probs[0, 8:20, 10:22] = 0.9
+    boxes = torch.tensor([[10.0, 8.0, 22.0, 20.0]])
+    pb = head.patch_boxes(boxes)
+    assert torch.allclose(pb[:, 2] - pb[:, 0], pb[:, 3] - pb[:, 1])   # square: aspect ratio kept
+    rgb, m = head.crop(torch.zeros(3, 32, 32), probs, pb)
+    out = torch.sigmoid(head(rgb, m))                                  # zero-initialised output conv
+    torch.testing.assert_close(out, m.clamp(1e-4, 1 - 1e-4), atol=1e-4, rtol=1e-4)
+    back = head.paste(out.detach(), pb, (32, 32))
+    assert back.shape == (1, 32, 32)
+    assert float(back[0, 10:18, 12:20].min()) > 0.8 and float(back[0, 0, 0]) == 0.0
+
+
+# --------------------------------------------------------------------------- linking
+def _track(center, frames, boxes, label=1, C=3):
+    masks = torch.zeros(len(frames), 16, 16)
+    for k, (y, x) in enumerate(boxes):
+        if y is not None:
+            masks[k, y:y + 4, x:x + 4] = 1.0
+    probs = torch.full((C,), 0.1)
+    probs[label - 1] = 0.8
+    return ClipTrack(center, frames, masks, probs)
+
+
+def test_video_level_linker_matches_overlaps_and_creates_new_ids():
+    linker = VideoLevelLinker(match_thresh=0.5)
+    a0 = _track(0, [0, 1, 2], [(0, 0), (0, 1), (0, 2)])
+    b0 = _track(0, [0, 1, 2], [(8, 8), (8, 8), (8, 8)], label=2)
+    assert linker.add_clip([a0, b0]) == [1, 2]
+    # next clip: same objects in swapped order + a new one far away
+    a1 = _track(1, [0, 1, 2, 3], [(0, 0), (0, 1), (0, 2), (0, 3)])
+    b1 = _track(1, [0, 1, 2, 3], [(8, 8), (8, 8), (8, 8), (8, 8)], label=2)
+    c1 = _track(1, [0, 1, 2, 3], [(12, 0)] * 4, label=3)
+    assert linker.add_clip([b1, c1, a1]) == [2, 3, 1]
+    # eq. 4 is the mean soft IoU over overlapping frames: a0 vs a1 overlap at 0, 1, 2 exactly
+    s = linker.matching_scores([a1], [a0])
+    assert math.isclose(float(s[0, 0]), 1.0, rel_tol=1e-5)
+    # two detections of one clip never share an id, even if both match
+    dup = linker.add_clip([_track(2, [0, 1, 2, 3, 4], [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)]),
+                           _track(2, [0, 1, 2, 3, 4], [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4)])])
+    assert dup[0] == 1 and dup[1] not in (1, 2, 3)
+
+
+def test_aggregator_averages_masks_and_scores_per_category():
+    agg = VideoAggregator()
+    t1 = _track(0, [0, 1], [(0, 0), (0, 0)], label=1)
+    t2 = _track(1, [0, 1, 2], [(0, 0), (None, None), (0, 0)], label=2)
+    agg.add(t1, 7)
+    agg.add(t2, 7)
+    m = agg.mask(1, 7)
+    assert math.isclose(float(m.max()), 0.5)                          # mean of 1 and 0
+    assert agg.mask(2, 7).max() == 1.0 and agg.mask(3, 7) is None
+    entries = agg.entries()
+    assert {(v, c) for v, c, _ in entries} == {(7, 1), (7, 2)}
+    for _, c, s in entries:
+        assert math.isclose(s, (0.8 + 0.1) / 2, rel_tol=1e-5)        # average over the tracks
+
+
+def test_greedy_linker():
+    lk = GreedyMaskLinker(iou_thresh=0.3, max_age=1)
+    m = torch.zeros(2, 16, 16)
+    m[0, :4, :4] = 1
+    m[1, 8:, 8:] = 1
+    assert lk.step(0, m) == [1, 2]
+    assert lk.step(1, m.flip(0)) == [2, 1]
+    assert lk.step(3, m[:1]) == [3]            # older than max_age: a new track
+
+
+# ---------------------------------------------------------------------- contract tests
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+def test_training_step_finite_and_backward(name):
+    model = _build(name)
+    model.train()
+    batch = _batch([_video(2, {1: (1, [True, True]), 2: (2, [True, False])}),
+                    _video(2, {1: (3, [True, True])}, vid="w")])
+    losses = model.training_step(batch)
+    assert {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg",
+            "loss_prop", "loss_refine"} <= set(losses)
+    total = sum(losses.values())
+    assert all(torch.isfinite(v) for v in losses.values())
+    total.backward()
+    grads = [p.grad for p in model.propagation.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_training_step_without_instances():
+    model = _build()
+    model.train()
+    losses = model.training_step(_batch([_video(2, {1: (1, [False, False])})]))
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+
+
+def _check(pred, sample):
+    pred = pred.materialize()
+    assert pred.num_frames == sample.num_frames and len(pred.frames) == sample.num_frames
+    assert pred.labels.dtype == torch.int64 and (pred.labels >= 1).all()
+    assert ((pred.scores >= 0) & (pred.scores <= 1)).all()
+    return pred
+
+
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+def test_predict_valid_with_disappearing_instance(name):
+    model = _build(name).eval()
+    vis = [True, True, False, False, True, True]
+    sample = _video(6, {1: (1, vis), 2: (2, [True] * 6)})
+    with torch.inference_mode():
+        pred = _check(model.predict(sample), sample)
+    assert len(pred.obj_ids) > 0    # score_thresh 0: the untrained detector still reports boxes
+
+
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+def test_predict_video_without_instances(name):
+    model = _build(name, score_thresh=1.1).eval()     # nothing passes: zero instances
+    sample = _video(3, {})
+    with torch.inference_mode():
+        pred = _check(model.predict(sample), sample)
+    assert pred.obj_ids.numel() == 0 and all(f.masks.shape == (0, H, W) for f in pred.frames)
