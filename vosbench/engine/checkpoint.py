@@ -1,0 +1,206 @@
+"""Checkpoints that load with ``torch.load(weights_only=True)``.
+
+A training checkpoint is a plain dict of tensors and Python primitives::
+
+    {
+      "format": "vosbench-checkpoint", "version": 1,
+      "model": state_dict,                  # the bare VideoMethod (never the DDP wrapper)
+      "optimizer": state_dict | None, "scheduler": state_dict | None, "scaler": state_dict | None,
+      "iteration": int,                     # number of completed iterations
+      "rng": [per-rank RNG state],          # python / numpy / torch / cuda, as tensors and lists
+      "hooks": {hook name: state},          # e.g. the best validation score so far
+      "config": dict,                       # the resolved config of the run
+      "world_size": int,
+    }
+
+Objects that ``weights_only`` refuses (numpy arrays, tuples of odd types, OmegaConf nodes) are
+converted on save: RNG states become tensors and lists, the config a plain dict.
+Writes are atomic (temporary file in the same folder, then ``os.replace``), so a run killed while
+saving leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+CHECKPOINT_FORMAT = "vosbench-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- RNG states
+def get_rng_state() -> dict[str, Any]:
+    """Capture the python, numpy, torch and CUDA generators as ``weights_only``-safe values."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": {"version": int(py_version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": py_gauss},
+        "numpy": {"name": str(np_name), "keys": torch.from_numpy(np_keys.astype(np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what ``get_rng_state`` captured."""
+    py = state["python"]
+    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
+    nps = state["numpy"]
+    np.random.set_state((nps["name"], nps["keys"].numpy().astype(np.uint32), nps["pos"],
+                         nps["has_gauss"], nps["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        cuda = list(state["cuda"])
+        if len(cuda) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda)
+
+
+# ----------------------------------------------------------------------------- save / load
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The bare module inside DDP / ``TrainingStepModule`` wrappers."""
+    while True:
+        inner = getattr(model, "module", None)
+        if isinstance(inner, nn.Module):
+            model = inner
+        else:
+            return model
+
+
+def plain_config(cfg: Any) -> Any:
+    """A resolved config as plain dicts/lists/primitives (OmegaConf nodes resolved)."""
+    if cfg is None:
+        return None
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, (DictConfig, ListConfig)):
+            return OmegaConf.to_container(cfg, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return cfg
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    iteration: int = 0,
+    rng: list[dict] | None = None,
+    hooks: dict[str, Any] | None = None,
+    config: Any = None,
+    world_size: int = 1,
+) -> Path:
+    """Write a checkpoint atomically (see the module docstring for the layout).
+
+    Args:
+        path: destination file (``last.pth``...).
+        model: the method (DDP wrappers are unwrapped).
+        iteration: number of completed iterations.
+        rng: one ``get_rng_state()`` per rank (rank order); default: this process's state.
+    Returns:
+        The path written.
+    """
+    obj = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "model": unwrap_model(model).state_dict(),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict() if scaler is not None and scaler.is_enabled() else None,
+        "iteration": int(iteration),
+        "rng": rng if rng is not None else [get_rng_state()],
+        "hooks": hooks or {},
+        "config": plain_config(config),
+        "world_size": int(world_size),
+    }
+    atomic_torch_save(obj, path)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
+    """Read a checkpoint with ``torch.load(weights_only=True)``.
+
+    Raises:
+        FileNotFoundError: the file does not exist (never a silent random init).
+        ValueError: the file is not a loadable checkpoint (the message names it).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated file, pickle with non-allowlisted globals, ...
+        raise ValueError(f"{p}: cannot load checkpoint with torch.load(weights_only=True): {e}") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{p}: a checkpoint must be a dict, got {type(obj).__name__}")
+    return obj
+
+
+def extract_state_dict(obj: Mapping[str, Any], where: str = "") -> dict[str, torch.Tensor]:
+    """The model state dict in a vosbench checkpoint, or ``obj`` itself if it is a bare state dict."""
+    if obj.get("format") == CHECKPOINT_FORMAT or "model" in obj and isinstance(obj["model"], Mapping):
+        return dict(obj["model"])
+    if all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj)
+    raise ValueError(f"{where}: neither a vosbench checkpoint nor a state dict (keys: {sorted(obj)[:10]})")
+
+
+def load_model_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
+    """Load the weights of a vosbench checkpoint (or a bare state dict file) into ``model``.
+
+    Args:
+        model: the method (or a DDP wrapper around it).
+        path: ``last.pth`` / ``model_final.pth`` / a bare state dict saved with ``torch.save``.
+        strict: raise when keys are missing or unexpected (the message lists them).
+    Returns:
+        ``model``.
+    Raises:
+        FileNotFoundError: missing file; ``ValueError``: unreadable file or key mismatch.
+    """
+    obj = load_checkpoint(path)
+    state = extract_state_dict(obj, where=str(path))
+    target = unwrap_model(model)
+    own = target.state_dict()
+    mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+                  for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        raise ValueError(f"{path}: weights do not match {type(target).__name__}: shape mismatch for "
+                         + "; ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
+    missing, unexpected = target.load_state_dict(state, strict=False)
+    if strict and (missing or unexpected):
+        raise ValueError(
+            f"{path}: weights do not match {type(target).__name__}: missing keys {list(missing)[:20]}"
+            f"{' ...' if len(missing) > 20 else ''}, unexpected keys {list(unexpected)[:20]}"
+            f"{' ...' if len(unexpected) > 20 else ''}"
+        )
+    return model

@@ -1,0 +1,47 @@
+"""Shared plumbing of the Hydra tools (``tools/train.py``, ``tools/test.py``)."""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+from vosbench.config import ConfigError
+from vosbench.utils.io import DataError
+
+
+def runtime_output_dir(cfg: Any) -> None:
+    """In a ``-m`` sweep every job writes to ``<output_dir>/<job number>`` (Hydra's sweep subdir)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        if hc.mode == RunMode.MULTIRUN:
+            cfg.output_dir = hc.runtime.output_dir
+
+
+def run_tool(fn: Callable[[Any], Any], cfg: Any) -> Any:
+    """Run ``fn(cfg)``; configuration and input errors become one clear line and exit code 2.
+
+    Errors a user causes with an override (unknown registry name, a key a constructor does not
+    accept, a bad optimizer ``_target_``, a missing checkpoint or dataset file) are not bugs: they
+    are printed as ``error: <message>`` without a traceback. Anything else propagates.
+    """
+    runtime_output_dir(cfg)
+    try:
+        return fn(cfg)
+    except (ConfigError, DataError, FileNotFoundError) as e:
+        _fail(e)
+    except KeyError as e:
+        msg = e.args[0] if e.args else ""
+        if isinstance(msg, str) and msg.startswith("No "):  # a registry lookup miss
+            _fail(msg)
+        raise
+
+
+def _fail(e: Any) -> None:
+    from vosbench.engine import comm
+
+    if comm.is_main_process():
+        print(f"error: {e}", file=sys.stderr)
+    comm.destroy_distributed()
+    sys.exit(2)

@@ -1,0 +1,274 @@
+"""``train(cfg)``: the whole training job behind ``tools/train.py``, in plain Python.
+
+Reading order: ``train`` builds the method (``vosbench.config.build(cfg.method, METHODS)``), the
+clip loader, optimizer and scheduler (``build_optimizer`` / ``build_scheduler``), the hooks
+(``default_hooks``), optionally resumes from ``<output_dir>/last.pth``, then runs
+``SimpleTrainer.train``.
+
+The trainer config (``configs/trainer/default.yaml``) documents every key.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import random
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from vosbench.config import ConfigError, build
+from vosbench.engine import comm
+from vosbench.engine.checkpoint import load_model_weights, plain_config
+from vosbench.engine.data import InfiniteLoader
+from vosbench.engine.hooks import (
+    EvalHook,
+    IterationTimer,
+    MetricsLogger,
+    PeriodicCheckpointer,
+    ProgressBar,
+    resume_from_checkpoint,
+)
+from vosbench.engine.train_loop import HookBase, SimpleTrainer, TrainingStepModule
+
+logger = logging.getLogger("vosbench")
+
+OPTIMIZER_PREFIX = "torch.optim."
+SCHEDULER_PREFIX = "torch.optim.lr_scheduler."
+
+
+# ----------------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def as_config(cfg: Any):
+    """Accept a DictConfig or a plain mapping; return a DictConfig."""
+    from omegaconf import DictConfig, OmegaConf
+
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+
+
+def _resolve_torch_class(target: str, prefix: str, base: type, what: str) -> type:
+    """Import ``target`` (a dotted path) only if it lies in ``prefix`` and subclasses ``base``."""
+    if not isinstance(target, str) or not target.startswith(prefix):
+        raise ConfigError(f"{what} _target_ must name a class in {prefix}*, got {target!r}")
+    module_name, _, attr = target.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ConfigError(f"{what} _target_ {target!r} does not exist: {e}") from e
+    if not (inspect.isclass(obj) and issubclass(obj, base)):
+        raise ConfigError(f"{what} _target_ {target!r} is not a {base.__name__} subclass")
+    return obj
+
+
+def _leaf_kwargs(d: Mapping[str, Any], what: str) -> dict[str, Any]:
+    kwargs = {k: v for k, v in d.items() if k != "_target_"}
+    for k, v in kwargs.items():
+        if isinstance(v, Mapping) and "_target_" in v:
+            raise ConfigError(f"{what}.{k}: nested _target_ is not allowed")
+    return kwargs
+
+
+def build_optimizer(cfg: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
+    """``cfg = {_target_: torch.optim.X, **kwargs}`` over the parameters that require grad.
+
+    A method may define ``optimizer_param_groups(base_lr) -> list[dict]`` to set per-group LRs
+    (e.g. a smaller LR for a pretrained backbone); otherwise one group holds every trainable
+    parameter.
+    """
+    d = plain_config(cfg)
+    cls = _resolve_torch_class(d.get("_target_"), OPTIMIZER_PREFIX, torch.optim.Optimizer,
+                               "trainer.optimizer")
+    if d["_target_"].startswith(SCHEDULER_PREFIX):
+        raise ConfigError(f"trainer.optimizer _target_ {d['_target_']!r} is a scheduler")
+    kwargs = _leaf_kwargs(d, "trainer.optimizer")
+    groups_fn = getattr(model, "optimizer_param_groups", None)
+    if callable(groups_fn):
+        params = groups_fn(kwargs.get("lr"))
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError(f"{type(model).__name__} has no trainable parameters")
+    try:
+        return cls(params, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"trainer.optimizer: {d['_target_']}: {e}") from e
+
+
+def build_scheduler(cfg: Mapping[str, Any] | None, optimizer: torch.optim.Optimizer, *,
+                    warmup_iters: int = 0, warmup_factor: float = 0.001) -> Any:
+    """An iteration-based LR scheduler ``{_target_: torch.optim.lr_scheduler.X, **kwargs}``.
+
+    With ``warmup_iters > 0`` a linear warmup from ``warmup_factor * lr`` is chained in front
+    (``SequentialLR``). ``cfg=None`` and no warmup gives no scheduler (constant LR).
+    """
+    d = plain_config(cfg)
+    main = None
+    if d:
+        cls = _resolve_torch_class(d.get("_target_"), SCHEDULER_PREFIX,
+                                   torch.optim.lr_scheduler.LRScheduler, "trainer.scheduler")
+        try:
+            main = cls(optimizer, **_leaf_kwargs(d, "trainer.scheduler"))
+        except TypeError as e:
+            raise ConfigError(f"trainer.scheduler: {d['_target_']}: {e}") from e
+    if warmup_iters <= 0:
+        return main
+    warm = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=warmup_factor, end_factor=1.0,
+                                             total_iters=warmup_iters)
+    if main is None:
+        return warm
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_iters])
+
+
+def setup_logging(output_dir: Path | None = None) -> None:
+    """Log INFO to stderr (rank 0 only) and to ``<output_dir>/log.txt`` unless handlers exist."""
+    root = logging.getLogger()
+    if not root.handlers:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("[%(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
+        root.addHandler(h)
+    root.setLevel(logging.INFO if comm.is_main_process() else logging.WARNING)
+    if output_dir is not None and comm.is_main_process():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        path = output_dir / "log.txt"
+        if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
+            fh = logging.FileHandler(path)
+            fh.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+            root.addHandler(fh)
+
+
+def build_method(cfg: Any, device: torch.device | str = "cpu") -> nn.Module:
+    """Build ``cfg.method`` through the METHODS registry (after ``import methods``)."""
+    import methods  # noqa: F401  (registers the shipped methods)
+    from vosbench.registry import METHODS
+
+    return build(cfg.method, METHODS).to(device)
+
+
+def make_eval_fn(cfg: Any, method: nn.Module, device: torch.device):
+    """A closure running sharded inference + evaluation on ``cfg.trainer.val_split``."""
+    state: dict[str, Any] = {}
+
+    def eval_fn() -> dict[str, float]:
+        from vosbench.data import build_dataset
+        from vosbench.engine.inference import inference_on_dataset
+        from vosbench.metrics import build_evaluator
+
+        if "dataset" not in state:
+            state["dataset"] = build_dataset(cfg.dataset, split=cfg.trainer.val_split)
+        ds = state["dataset"]
+        evaluator = build_evaluator(ds.metric)
+        method.eval()
+        return inference_on_dataset(method, ds, evaluator=evaluator, device=device,
+                                    max_videos=cfg.trainer.eval_max_videos, progress=False)
+
+    return eval_fn
+
+
+def default_hooks(cfg: Any, output_dir: Path, method: nn.Module, device: torch.device) -> list[HookBase]:
+    """Timer, (validation), logger, progress bar, checkpointer: in that order (see hooks.py)."""
+    t = cfg.trainer
+    hooks: list[HookBase] = [IterationTimer()]
+    if t.eval_period and t.eval_period > 0:
+        hooks.append(EvalHook(t.eval_period, make_eval_fn(cfg, method, device)))
+    hooks += [
+        MetricsLogger(output_dir, t.log_period, tensorboard=t.tensorboard),
+        ProgressBar(t.progress),
+        PeriodicCheckpointer(output_dir, t.checkpoint_period, config=plain_config(cfg),
+                             keep_every=t.get("keep_every", 0)),
+    ]
+    return hooks
+
+
+# ----------------------------------------------------------------------------- train
+def train(cfg: Any) -> dict[str, Any]:
+    """Train ``cfg.method`` on ``cfg.dataset`` with ``cfg.trainer``; single process or torchrun DDP.
+
+    Writes ``<output_dir>/last.pth`` (full state, for ``resume=true``), ``model_final.pth``
+    (weights + config), ``metrics.jsonl``, ``tb/`` and ``log.txt``.
+
+    Returns:
+        ``{"output_dir", "iteration", "last_checkpoint", "final_checkpoint", "eval"}``.
+    """
+    from vosbench.data import ClipDataset, build_dataset, collate_clips
+
+    cfg = as_config(cfg)
+    t = cfg.trainer
+    device = comm.init_distributed(cfg.device)
+    rank, world = comm.get_rank(), comm.get_world_size()
+    output_dir = Path(cfg.output_dir)
+    setup_logging(output_dir)
+    if comm.is_main_process():
+        from omegaconf import OmegaConf
+
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if t.batch_size % world:
+        raise ConfigError(f"trainer.batch_size={t.batch_size} (global) is not divisible by the "
+                          f"{world} processes")
+
+    # The same seed on every rank for the model init (DDP also broadcasts rank 0's weights) ...
+    seed_everything(int(cfg.seed))
+    method = build_method(cfg, device)
+    if not getattr(method, "trainable", True):
+        raise ConfigError(f"method {cfg.method.name!r} is training-free (trainable=False); "
+                          "use tools/test.py")
+    if cfg.checkpoint:
+        load_model_weights(method, cfg.checkpoint)
+        logger.info("Initialised weights from %s", cfg.checkpoint)
+    # ... and a different stream per rank for training-time randomness.
+    seed_everything(int(cfg.seed) + rank)
+
+    optimizer = build_optimizer(t.optimizer, method)
+    scheduler = build_scheduler(t.scheduler, optimizer, warmup_iters=t.warmup_iters,
+                                warmup_factor=t.warmup_factor)
+    model: nn.Module = method
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(
+            TrainingStepModule(method), device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=bool(t.get("find_unused_parameters", False)))
+
+    hooks = default_hooks(cfg, output_dir, method, device)
+    trainer = SimpleTrainer(model, [], optimizer, scheduler=scheduler, grad_clip=t.grad_clip,
+                            amp=t.amp, accum_steps=t.accum_steps, hooks=hooks)
+    dataset = build_dataset(cfg.dataset, split=t.train_split)
+    clips = ClipDataset(dataset, seed=int(cfg.seed), **plain_config(t.clip))
+    trainer.data_loader = loader = InfiniteLoader(
+        clips, batch_size=t.batch_size // world, collate_fn=collate_clips,
+        num_workers=t.num_workers, seed=int(cfg.seed), pin_memory=device.type == "cuda")
+
+    # Resume last, right before the loop: the RNG state it restores must not be consumed by
+    # anything built above.
+    start_iter = 0
+    last = output_dir / "last.pth"
+    if cfg.resume:
+        if last.is_file():
+            start_iter = resume_from_checkpoint(trainer, last)
+            logger.info("Resumed from %s at iteration %d", last, start_iter)
+        else:
+            logger.info("resume=true but %s does not exist: starting from scratch", last)
+    loader.start_batch = start_iter * t.accum_steps
+    logger.info("Training %s on %s (%d videos, %d clips/epoch) for %d iterations, global batch %d "
+                "on %d process(es)", cfg.method.name, cfg.dataset.name, len(dataset), len(clips),
+                t.max_iter, t.batch_size, world)
+    trainer.train(start_iter, t.max_iter)
+
+    eval_hooks = [h for h in trainer.hooks if isinstance(h, EvalHook)]
+    result = {
+        "output_dir": str(output_dir),
+        "iteration": trainer.iter,
+        "last_checkpoint": str(last),
+        "final_checkpoint": str(output_dir / "model_final.pth"),
+        "eval": eval_hooks[0].history[-1] if eval_hooks and eval_hooks[0].history else None,
+    }
+    comm.barrier()
+    return result
