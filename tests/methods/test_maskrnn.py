@@ -11,7 +11,7 @@ from methods.maskrnn.heads import (LocalizationHead, boxes_to_masks, decode_boxe
                                    enlarge_boxes, mask_boxes)
 from methods.maskrnn.losses import box_regression_loss, class_balanced_bce
 from methods.maskrnn.model import MaskRNN, _fuse
-from vosbench.config import CONFIG_DIR, build
+from vosbench.config import build, compose, to_dict
 from vosbench.models.flow import build_flow
 from vosbench.registry import BACKBONES, METHODS
 from vosbench.structures import Frame, ObjectMasks, VideoBatch, VideoSample
@@ -256,14 +256,14 @@ def test_flow_cache_used_at_test_time(tmp_path):
     assert "00001__00000.npy" in files and "00001__00002.npy" in files
 
 
-def test_configs_build(monkeypatch):
-    import yaml
-
-    cfg = yaml.safe_load((CONFIG_DIR / "method" / "maskrnn_tiny.yaml").read_text())
+def test_configs_build():
+    cfg = to_dict(compose(["method=maskrnn_tiny"]).method)
     model = build(cfg, METHODS)
     assert isinstance(model, MaskRNN) and model.box_enlarge == 1.25
-    paper = yaml.safe_load((CONFIG_DIR / "method" / "maskrnn.yaml").read_text())
+    assert model.flow_estimator.cache_key == "dis-medium"
+    paper = to_dict(compose(["method=maskrnn"]).method)
     assert paper["finetune_iters"] == 200 and paper["finetune_lr"] == 1e-5
+    assert paper["flow"]["name"] == "dis" and paper["backbone"]["name"] == "vgg16_side"
     cfg.update(flow_stream=False, warp_mask=False)
     model = build(cfg, METHODS)
     assert model.flow_net is None and model.flow_estimator is None
