@@ -109,3 +109,51 @@ def collate_items(items: list[VideoBatch]) -> VideoBatch:
     fields = {k: torch.cat([getattr(x, k) for x in items]) for k in
               ("images", "masks", "obj_ids", "labels", "obj_valid", "annotated", "pad", "void", "frame_idx")}
     return VideoBatch(**fields)
+
+
+def make_video(video_id: str = "v0", num_frames: int = 5, h: int = 16, w: int = 24, seed: int = 0,
+               task: str = "vos") -> VideoSample:
+    """An in-memory video: object 1 from frame 0, object 2 appears at frame 2 (late entry)."""
+    from vosbench.structures import Frame, ObjectMasks
+
+    g = torch.Generator().manual_seed(seed)
+    frames = []
+    for t in range(num_frames):
+        image = torch.rand(3, h, w, generator=g)
+        m1 = torch.zeros(h, w, dtype=torch.bool)
+        m1[2:8, 2 + t:8 + t] = True
+        m2 = torch.zeros(h, w, dtype=torch.bool)
+        if t >= 2:
+            m2[9:14, 10:18] = True
+        masks = torch.stack([m1, m2])
+        frames.append(Frame(image=image, index=t, name=f"{t:05d}", masks=masks,
+                            obj_ids=torch.tensor([1, 2]), labels=torch.tensor([3, 4]),
+                            void=torch.zeros(h, w, dtype=torch.bool)))
+    reference = {}
+    if task == "vos":
+        reference = {0: ObjectMasks(torch.tensor([1]), frames[0].masks[:1])}
+        if num_frames > 2:
+            reference[2] = ObjectMasks(torch.tensor([2]), frames[2].masks[1:])
+    return VideoSample(video_id, frames, task=task, orig_size=(h, w), reference=reference,
+                       frame_names=[f.name for f in frames], meta={"ytvis_id": int(seed) + 1})
+
+
+class GTCopyVIS(VideoMethod):
+    """A training-free VIS 'method' for writer tests: returns fixed instances."""
+
+    task = "vis"
+    trainable = False
+
+    def predict(self, sample: VideoSample) -> VideoPrediction:
+        h, w = sample.orig_size
+
+        def frames():
+            for t, _ in enumerate(sample.frames):
+                m = torch.zeros(2, h, w, dtype=torch.bool)
+                m[0, :4, :4] = True
+                if t % 2:
+                    m[1, -3:, -5:] = True
+                yield FramePrediction(t, m)
+
+        return VideoPrediction(sample.video_id, torch.tensor([7, 9]), torch.tensor([0.9, 0.4]),
+                               torch.tensor([1, 2]), frames(), (h, w), sample.num_frames)

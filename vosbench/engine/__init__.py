@@ -8,7 +8,7 @@ from vosbench.engine.train_loop import HookBase, SimpleTrainer, TrainerBase, Tra
 __all__ = [
     "HookBase", "TrainerBase", "SimpleTrainer", "TrainingStepModule",
     "save_checkpoint", "load_checkpoint", "load_model_weights",
-    "train", "inference_on_dataset", "DavisWriter", "YTVISWriter",
+    "train", "evaluate", "inference_on_dataset", "DavisWriter", "YTVISWriter",
 ]
 
 
@@ -18,7 +18,7 @@ def __getattr__(name: str):
         from vosbench.engine.defaults import train
 
         return train
-    if name in ("inference_on_dataset", "DavisWriter", "YTVISWriter"):
+    if name in ("inference_on_dataset", "DavisWriter", "YTVISWriter", "evaluate"):
         from vosbench.engine import inference
 
         return getattr(inference, name)
