@@ -1,1 +1,5 @@
-"""first_frame_copy (fill in: import the model module so it registers)."""
+"""first_frame_copy: the zero-motion baseline (repeat each object's reference mask)."""
+from methods.first_frame_copy import model  # noqa: F401  (registers "first_frame_copy")
+from methods.first_frame_copy.model import FirstFrameCopy
+
+__all__ = ["FirstFrameCopy"]
