@@ -1,0 +1,323 @@
+"""LIP: contract, Conv-GRU memory, class-agnostic -> class-specific copy, online constraints."""
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+import methods  # noqa: F401  (registers every method)
+from methods.lip.heads import ConvGRUNeck, IdBoxPredictor, ShortcutMaskPredictor
+from methods.lip.losses import HeadEarlyStopping, focal_loss
+from methods.lip.model import LIP, OnlineHeads, select_per_id
+from vosbench.config import build
+from vosbench.registry import METHODS
+from vosbench.structures import Frame, ObjectMasks, VideoBatch, VideoSample
+
+REPO = Path(__file__).resolve().parents[2]
+H, W = 64, 96
+
+
+def _lip(**overrides) -> LIP:
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs/method/lip_tiny.yaml"))
+    cfg.update({"finetune_iters": 4, "online_id_iters": 2, "num_ids": 8, **overrides})
+    torch.manual_seed(0)
+    return build(cfg, METHODS)
+
+
+@pytest.fixture(scope="module")
+def lip() -> LIP:
+    return _lip()
+
+
+def _box_mask(y0, y1, x0, x1):
+    m = torch.zeros(H, W, dtype=torch.bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def _batch(T=4) -> VideoBatch:
+    B, O = 2, 2
+    masks = torch.zeros(B, T, O, H, W, dtype=torch.bool)
+    for t in range(T):
+        masks[:, t, 0] = _box_mask(8, 30, 10 + 3 * t, 40 + 3 * t)
+        masks[0, t, 1] = _box_mask(34, 60, 50, 90)
+    torch.manual_seed(1)
+    return VideoBatch(
+        images=torch.rand(B, T, 3, H, W), masks=masks, obj_ids=torch.tensor([[1, 2], [3, -1]]),
+        labels=torch.full((B, O), -1), obj_valid=torch.tensor([[True, True], [True, False]]),
+        annotated=torch.ones(B, T, dtype=torch.bool), pad=torch.zeros(B, T, H, W, dtype=torch.bool),
+        void=torch.zeros(B, T, H, W, dtype=torch.bool), frame_idx=torch.arange(T).repeat(B, 1),
+        samples=[VideoSample("vid-a", []), VideoSample("vid-b", [])])
+
+
+def _video(refs: dict[int, dict[int, torch.Tensor]], T=5) -> VideoSample:
+    torch.manual_seed(2)
+    frames = [Frame(image=torch.rand(3, H, W), index=t, name=f"{t:05d}") for t in range(T)]
+    reference = {t: ObjectMasks(torch.tensor(list(objs)), torch.stack(list(objs.values())))
+                 for t, objs in refs.items()}
+    return VideoSample("v", frames, orig_size=(H, W), reference=reference,
+                       frame_names=[f.name for f in frames])
+
+
+# ----------------------------------------------------------------------------- contract
+@pytest.mark.parametrize("stage", ["image", "video"])
+def test_training_step_finite_losses_and_backward(stage):
+    model = _lip(stage=stage)
+    losses = model.training_step(_batch())
+    assert set(losses) == {"loss_objectness", "loss_rpn_box_reg", "loss_id", "loss_box_reg", "loss_mask"}
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()
+    gru = model.detector.neck.grus["0"].conv_x.weight
+    bb = next(model.detector.backbone.parameters())
+    if stage == "video":  # everything but the backbone trains (§4.1.2)
+        assert gru.grad is not None and gru.grad.abs().sum() > 0
+        assert bb.grad is None and not bb.requires_grad
+    else:  # zero hidden state: the h-convs get no gradient, the backbone does
+        assert bb.grad is not None and bb.grad.abs().sum() > 0
+        g = model.detector.neck.grus["0"].conv_h_gates.weight.grad
+        assert g is None or g.abs().sum() == 0
+
+
+def test_video_stage_detaches_every_recurrence_and_reverses():
+    model = _lip(stage="video", reverse_prob=1.0)
+    seen = []
+    neck_forward = model.detector.neck.forward
+
+    def spy(feats, state):
+        seen.append(None if state is None else state[0].grad_fn is not None)
+        return neck_forward(feats, state)
+
+    model.detector.neck.forward = spy
+    batch = _batch(T=8)
+    batch.annotated[:, 7] = False  # the last frame (first after reversal) has no GT
+    losses = model.training_step(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+    # zero state first, gradient stopped between the 4th and 5th frames only
+    assert seen == [None, True, True, True, False, True, True, True]
+
+
+def test_training_ids_are_stable_and_bounded():
+    model = _lip(num_ids=3)
+    a = model._train_ids("vid-a", torch.tensor([1, 2]))
+    assert model._train_ids("vid-a", torch.tensor([2, 1])).tolist() == a.flip(0).tolist()
+    assert set(a.tolist()) <= {1, 2, 3}
+    model._train_ids("vid-b", torch.tensor([1]))
+    with pytest.raises(RuntimeError, match="num_ids"):
+        model._train_ids("vid-c", torch.tensor([1]))
+
+
+def test_predict_several_objects_late_entry_and_offline_weights_untouched(lip):
+    before = copy.deepcopy(lip.state_dict())
+    a, b, c = _box_mask(5, 25, 5, 30), _box_mask(35, 60, 60, 90), _box_mask(30, 50, 10, 40)
+    sample = _video({0: {1: a, 2: b}, 2: {5: c}})
+    pred = lip.predict(sample)
+    assert lip.needs_grad_at_test
+    frames = list(pred.iter_frames())
+    assert pred.obj_ids.tolist() == [1, 2, 5] and pred.labels.tolist() == [-1, -1, -1]
+    assert len(frames) == 5
+    assert torch.equal(frames[0].masks[0], a) and torch.equal(frames[0].masks[1], b)
+    assert not frames[0].masks[2].any() and not frames[1].masks[2].any()  # 5 joins at frame 2
+    assert torch.equal(frames[2].masks[2], c)
+    assert frames[2].masks.sum(0).max() <= 1  # one label map: objects do not overlap
+    events = [e["event"] for e in pred.meta["online_log"]]
+    assert events.count("finetune") == 2  # frame 0 and frame 2
+    after = lip.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_predict_without_objects(lip):
+    pred = lip.predict(_video({}, T=3))
+    frames = list(pred.iter_frames())
+    assert len(frames) == 3 and all(f.masks.shape == (0, H, W) for f in frames)
+
+
+def test_predict_under_inference_mode(lip):
+    sample = _video({0: {1: _box_mask(5, 25, 5, 30)}}, T=2)
+    with torch.inference_mode():
+        frames = list(lip.predict(sample).iter_frames())
+    assert len(frames) == 2
+
+
+# ----------------------------------------------------------------------------- memory
+def _frames_features(model, images, zero_at=None):
+    """Run the detector's features over frames; returns the last frame's id logits."""
+    det = model.detector.eval()
+    state = None
+    with torch.no_grad():
+        for t, im in enumerate(images):
+            if t == zero_at:
+                state = None
+            il, _, feats, state = det.extract_features([im], None, state)
+        props = [torch.tensor([[10.0, 10.0, 50.0, 40.0], [40.0, 20.0, 90.0, 60.0]])]
+        rep = det.roi_heads.box_head(det.roi_heads.box_roi_pool(feats, props, il.image_sizes))
+        return feats, det.roi_heads.box_predictor(rep)[0]
+
+
+def test_convgru_state_carries_information(lip):
+    torch.manual_seed(3)
+    images = [torch.rand(3, H, W) for _ in range(3)]
+    feats, logits = _frames_features(lip, images)
+    feats0, logits0 = _frames_features(lip, images, zero_at=2)  # zero the state before frame 2
+    assert not torch.allclose(feats["1"], feats0["1"], atol=1e-5)
+    assert not torch.allclose(logits, logits0, atol=1e-6)
+
+
+def test_zero_hidden_state_ablation_ignores_the_past():
+    model = _lip(zero_hidden_state=True)
+    torch.manual_seed(3)
+    images = [torch.rand(3, H, W) for _ in range(3)]
+    feats, logits = _frames_features(model, images)
+    feats0, logits0 = _frames_features(model, images, zero_at=2)
+    assert torch.allclose(feats["1"], feats0["1"]) and torch.allclose(logits, logits0)
+
+
+def test_path_augmentation_goes_bottom_up():
+    torch.manual_seed(0)
+    neck = ConvGRUNeck(channels=8, num_groups=4)
+    sizes = {"0": 16, "1": 8, "2": 4, "3": 2, "pool": 1}
+    feats = OrderedDict((k, torch.randn(1, 8, s, s)) for k, s in sizes.items())
+    out, state = neck(feats, None)
+    assert [tuple(v.shape) for v in out.values()] == [tuple(v.shape) for v in feats.values()]
+    assert len(state) == 5
+    bumped = OrderedDict(feats)
+    bumped["0"] = feats["0"] + 1
+    out2, _ = neck(bumped, None)
+    assert not torch.allclose(out["pool"], out2["pool"])  # the finest level reaches the top
+    bumped = OrderedDict(feats)
+    bumped["pool"] = feats["pool"] + 1
+    out3, _ = neck(bumped, None)
+    assert torch.allclose(out["0"], out3["0"])  # ... but never the other way round
+
+
+# ----------------------------------------------------------------------------- Fig. 5 copy
+def test_class_agnostic_to_class_specific_copy_is_identical():
+    torch.manual_seed(0)
+    box = IdBoxPredictor(16, 4, class_agnostic=True)
+    mask = ShortcutMaskPredictor(in_channels=8, conv_channels=8, num_convs=2, num_classes=4, num_groups=4)
+    x, r = torch.randn(5, 16), torch.randn(5, 8, 28, 28)
+    s0, d0 = box(x)
+    m0 = mask(r)
+    box2, mask2 = copy.deepcopy(box), copy.deepcopy(mask)
+    box2.to_class_specific()
+    mask2.to_class_specific()
+    assert not box2.class_agnostic and box2.bbox_pred.out_features == 16
+    assert mask2.mask_fcn_logits.out_channels == 4
+    s1, d1 = box2(x)
+    assert torch.equal(s0, s1) and torch.allclose(d0, d1, atol=1e-6)
+    assert torch.allclose(m0, mask2(r), atol=1e-5)
+    # the per-instance copies then train independently
+    with torch.no_grad():
+        mask2.mask_fcn_logits.weight[2] += 1
+    m2 = mask2(r)
+    assert torch.allclose(m2[:, 1], m0[:, 1], atol=1e-5) and not torch.allclose(m2[:, 2], m0[:, 2], atol=1e-3)
+
+
+def test_online_heads_match_offline_before_finetuning(lip):
+    """The per-video class-specific heads detect exactly what the agnostic offline heads do."""
+    from methods.lip.model import LIPVideoState
+
+    st = LIPVideoState()
+    lip._grow_heads(st, [7, 9])
+    off, on = lip.detector.roi_heads, st.heads.roi_heads
+    on.box_predictor.cls_score.load_state_dict(_resized(off.box_predictor.cls_score, 3))
+    torch.manual_seed(4)
+    il, _, feats, _ = lip.detector.eval().extract_features([torch.rand(3, H, W)])
+    props = [torch.tensor([[10.0, 10.0, 50.0, 40.0], [40.0, 20.0, 90.0, 60.0]])]
+    with torch.no_grad():
+        rep = off.box_head(off.box_roi_pool(feats, props, il.image_sizes))
+        _, d_off = off.box_predictor(rep)
+        _, d_on = on.box_predictor(on.box_head(on.box_roi_pool(feats, props, il.image_sizes)))
+        r = off.mask_roi_pool(feats, props, il.image_sizes)
+        m_off, m_on = off.mask_predictor(r), on.mask_predictor(r)
+    # identical up to float rounding (convolutions with 1 vs 3 filters sum in another order)
+    assert torch.allclose(d_off[:, :12], d_on, atol=1e-5) and torch.allclose(m_off[:, :3], m_on, atol=1e-4)
+    # a later object keeps the first objects' rows and gets fresh agnostic copies
+    with torch.no_grad():
+        on.mask_predictor.mask_fcn_logits.weight[1] += 1
+    lip._grow_heads(st, [11])
+    assert st.obj_ids == [7, 9, 11]
+    assert on.mask_predictor.mask_fcn_logits.out_channels == 4
+    with torch.no_grad():
+        m_new = on.mask_predictor(r)
+    assert not torch.allclose(m_new[:, 1], m_off[:, 1], atol=1e-4)
+    assert torch.allclose(m_new[:, 3], m_off[:, 1], atol=1e-4)
+
+
+def _resized(layer, n):
+    return {"weight": layer.weight[:n].clone(), "bias": layer.bias[:n].clone()}
+
+
+# ----------------------------------------------------------------------------- constraints
+def test_select_per_id_one_maximum_and_location_continuity():
+    boxes = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60], [1, 1, 11, 11], [0, 0, 9, 9.]])
+    scores = torch.tensor([0.9, 0.95, 0.5, 0.3])
+    labels = torch.tensor([1, 1, 1, 2])
+    # one maximum: the best box of id 1 only
+    idx, cls = select_per_id(boxes, scores, labels, [4, 8], {}, {})
+    assert idx == [1, 3] and cls == [1, 2]
+    # continuity: id 1 was confidently at the top-left -> the far box is suppressed
+    prev = {4: torch.tensor([0, 0, 10, 10.])}
+    idx, _ = select_per_id(boxes, scores, labels, [4, 8], prev, {4: 0.9})
+    assert idx[0] == 0
+    # ... unless the previous score was low
+    idx, _ = select_per_id(boxes, scores, labels, [4, 8], prev, {4: 0.3})
+    assert idx[0] == 1
+    # nothing survives -> the id is not detected
+    idx, _ = select_per_id(boxes[1:2], scores[1:2], labels[1:2], [4], prev, {4: 0.9})
+    assert idx == []
+    # only the top-k candidates are considered
+    idx, _ = select_per_id(boxes, scores, labels, [4, 8], prev, {4: 0.9}, topk=1)
+    assert 0 not in idx
+
+
+def test_focal_loss_and_head_early_stopping():
+    logits, labels = torch.randn(6, 4), torch.tensor([0, 1, 2, 3, 0, 0])
+    assert torch.allclose(focal_loss(logits, labels, gamma=0.0), torch.nn.functional.cross_entropy(logits, labels))
+    assert focal_loss(logits, labels, gamma=2.0) < focal_loss(logits, labels, gamma=0.0)
+    stop = HeadEarlyStopping({"id": 0.1, "mask": 0.1})
+    losses = {"loss_id": torch.tensor(0.05), "loss_mask": torch.tensor(0.5), "loss_box_reg": torch.tensor(0.2)}
+    total, active = stop.active_loss(losses)
+    assert active == ["box", "mask"] and float(total) == pytest.approx(0.7)
+    total, active = HeadEarlyStopping({"id": 1, "mask": 1, "box": 1}).active_loss(losses)
+    assert total is None and active == []
+
+
+def test_online_finetuning_early_stops_and_learns():
+    model = _lip(finetune_thresholds={"rpn": 1e9, "id": 1e9, "box": 1e9, "mask": 1e9})
+    sample = _video({0: {1: _box_mask(5, 25, 5, 30)}}, T=1)
+    pred = model.predict(sample)
+    list(pred.iter_frames())
+    assert pred.meta["online_log"][0]["iters"] == 0  # every head below threshold at once
+    model = _lip(finetune_iters=15, finetune_thresholds={})
+    pred = model.predict(sample)
+    list(pred.iter_frames())
+    rec = pred.meta["online_log"][0]
+    assert rec["iters"] == 15 and set(rec["active_heads"]) == {"rpn", "id", "box", "mask"}
+
+
+def test_checkpoint_roundtrip_and_id_layer_replacement(tmp_path):
+    model = _lip(stage="image", num_ids=1)
+    path = tmp_path / "stage1.pth"
+    torch.save({"model": model.state_dict()}, path)
+    video = _lip(stage="video", num_ids=8, pretrained=str(path))
+    assert video.load_report["replaced_id_layer"]
+    assert torch.equal(video.detector.neck.grus["0"].conv_x.weight, model.detector.neck.grus["0"].conv_x.weight)
+    assert video.detector.roi_heads.box_predictor.cls_score.out_features == 9
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        _lip(weights=str(tmp_path / "nope.pth"))
+
+
+def test_paper_config_builds():
+    cfg = OmegaConf.to_container(OmegaConf.load(REPO / "configs/method/lip.yaml"))
+    assert cfg["backbone"]["name"] == "resnet101_fpn" and cfg["backbone"]["norm"] == "gn"
+    cfg["backbone"] = {"name": "resnet_tiny_fpn", "norm": "gn", "out_channels": 32}
+    model = build(cfg, METHODS)
+    assert model.detector.roi_heads.mask_roi_pool.output_size == (28, 28)
+    assert model.detector.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2", "3"]
+    assert len(model.detector.neck.grus) == 5
+    assert isinstance(OnlineHeads(model.detector.rpn, model.detector.roi_heads), torch.nn.Module)
