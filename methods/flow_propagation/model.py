@@ -11,7 +11,7 @@ binary masks by argmax each frame. A newly joining object's reference pixels are
 objects already tracked (the ground truth of that frame assigns them to the new object).
 Flow is computed at the frames' (working) resolution; masks are resized to ``orig_size`` only
 for output. With ``cache_dir`` flows are read from / written to a ``FlowCache`` (keyed by
-``sample.meta["dataset"]``, the video id and the frame names), e.g. one filled by
+``sample.meta["dataset"]`` or ``cache_name``, the video id and the frame names), e.g. one filled by
 ``tools/precompute_flow.py --pairs prev``.
 """
 from __future__ import annotations
@@ -35,17 +35,20 @@ class FlowPropagation(VideoMethod):
         flow: a built ``FlowEstimator``, a FLOWS name, or None for DIS (``preset="medium"``).
         threshold: probability below which a warped pixel becomes background (0.5).
         cache_dir: optional ``FlowCache`` root; flows of a dataset are then computed once.
+        cache_name: the cache's dataset folder (default ``sample.meta["dataset"]``, see
+            ``FlowCache.dataset_name_for``; use one name per frame resolution).
     """
 
     task = "vos"
     trainable = False
 
     def __init__(self, *, flow: FlowEstimator | str | None = None, threshold: float = 0.5,
-                 cache_dir: str | os.PathLike | None = None) -> None:
+                 cache_dir: str | os.PathLike | None = None, cache_name: str | None = None) -> None:
         super().__init__()
         self.flow = build_flow("dis" if flow is None else flow)
         self.threshold = float(threshold)
         self.cache_dir = None if cache_dir is None else str(cache_dir)
+        self.cache_name = cache_name
 
     @classmethod
     def from_config(cls, cfg: dict) -> dict:
@@ -85,7 +88,7 @@ class FlowPropagation(VideoMethod):
         row = {int(i): k for k, i in enumerate(obj_ids.tolist())}
         cache = None
         if self.cache_dir is not None and n:
-            cache = FlowCache(self.cache_dir, self.flow, str(sample.meta.get("dataset", "unknown")))
+            cache = FlowCache(self.cache_dir, self.flow, FlowCache.dataset_name_for(sample, self.cache_name))
         dev = self.device
         onehot: torch.Tensor | None = None  # Tensor[N, h, w] float, the previous fused prediction
         prev = None  # (name, image) of frame t-1

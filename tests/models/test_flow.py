@@ -225,3 +225,51 @@ def test_real_frames_dis_moves_blackswan_mask(davis_mini):
 
     assert iou(warped, gt[1]) > iou(gt[0], gt[1]) + 0.02
     assert np.isfinite(flow.numpy()).all()
+
+
+def _load_tool():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "tools" / "precompute_flow.py"
+    spec = importlib.util.spec_from_file_location("precompute_flow", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _video(video_id, n=4, dataset="tiny"):
+    from vosbench.structures import Frame, VideoSample
+
+    frames = []
+    for t in range(n):
+        a, _ = textured_pair(0, 0, seed=t)
+        frames.append(Frame(image=a, index=t, name=f"{t:05d}"))
+    return VideoSample(video_id=video_id, frames=frames, orig_size=(H, W),
+                       frame_names=[f.name for f in frames], meta={"dataset": dataset})
+
+
+def test_precompute_flow_tool_is_resumable(tmp_path, capsys):
+    tool = _load_tool()
+    assert tool.frame_pairs(3, "both") == [(1, 0), (2, 1), (0, 1), (1, 2)]
+    videos = [_video("v1"), _video("v2", n=3)]
+    cfg = {"name": "fake", "root": "r", "split": "val"}
+    tool._DATASETS[repr(sorted(cfg.items()))] = videos  # stands in for build_dataset(cfg)
+    argv = ["--dataset", "fake", "--root", "r", "--flow", "farneback", "--cache-dir", str(tmp_path),
+            "--workers", "1"]
+    assert tool.main(argv) == 0
+    est = build_flow("farneback")
+    folder = tmp_path / "tiny" / est.cache_key
+    assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.npy")) == [
+        "v1/00001__00000.npy", "v1/00002__00001.npy", "v1/00003__00002.npy",
+        "v2/00001__00000.npy", "v2/00002__00001.npy"]
+    (folder / "v1" / "00002__00001.npy").unlink()  # as if interrupted
+    capsys.readouterr()
+    assert tool.main(argv + ["--videos", "v1"]) == 0
+    out = capsys.readouterr().out
+    assert "v1: 1 computed, 2 already cached" in out and "v2" not in out.split("done")[0]
+    cache = FlowCache(tmp_path, est, "tiny")
+    assert torch.allclose(cache.load("v1", "00002", "00001"), est(videos[0].frames[2].image,
+                                                                  videos[0].frames[1].image), atol=0.01)
+    with pytest.raises(SystemExit, match="unknown video ids"):
+        tool.main(argv + ["--videos", "nope"])

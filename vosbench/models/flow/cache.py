@@ -50,6 +50,12 @@ class FlowCache:
         self.dataset_name = _check_part("dataset name", dataset_name)
         self.dir = self.root / self.dataset_name / _check_part("estimator key", estimator.cache_key)
 
+    @staticmethod
+    def dataset_name_for(sample, override: str | None = None) -> str:
+        """The dataset name a video's flows are filed under: ``override`` if given, else
+        ``sample.meta["dataset"]``, else ``"unknown"`` (one rule for every reader and writer)."""
+        return str(override or sample.meta.get("dataset") or "unknown")
+
     def path(self, sequence: str, a: int | str, b: int | str) -> Path:
         """File of ``flow(frame a, frame b)`` in ``sequence``."""
         return (self.dir / _check_part("sequence", sequence)
