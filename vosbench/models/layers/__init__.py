@@ -1,1 +1,5 @@
-"""Layers shared by methods (exported here once two methods or the issue call for them)."""
+"""Layers shared by methods: LIP's conv-GRU memory and MaskProp's deformable propagation."""
+from vosbench.models.layers.convgru import ConvGRUCell
+from vosbench.models.layers.deform_prop import DeformablePropagation
+
+__all__ = ["ConvGRUCell", "DeformablePropagation"]
