@@ -16,7 +16,6 @@ t-1 feeds frame t (the recurrence, §3.1), trained by back-propagation through t
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
@@ -28,6 +27,8 @@ from torch import Tensor, nn
 
 import vosbench.models.backbones  # noqa: F401  (registers vgg16_side)
 from vosbench.config import build
+from vosbench.data.mask_perturb import perturb_mask
+from vosbench.engine.online_finetune import FinetuneAugment, finetune_on_reference, restore_weights
 from vosbench.models.base import VideoMethod
 from vosbench.models.flow import FlowCache, build_flow, flow_magnitude, warp
 from vosbench.models.weights import read_state_dict
@@ -39,12 +40,6 @@ from methods.maskrnn.heads import (LocalizationHead, TwoStreamFusion, boxes_to_m
                                    decode_boxes, encode_boxes, enlarge_boxes, mask_boxes)
 from methods.maskrnn.losses import MaskRNNCriterion
 
-try:  # shared MaskRNN §4 perturbation (engine/data area); a private copy is the fallback
-    from vosbench.data.mask_perturb import perturb_mask
-except ImportError:  # pragma: no cover - only while the shared helper is missing
-    from methods.maskrnn.augment import perturb_mask
-
-from methods.maskrnn.augment import random_affine_batch
 
 
 @dataclass
@@ -499,21 +494,16 @@ class MaskRNN(VideoMethod):
             if self.flow_cache_root and self.flow_estimator is not None:
                 name = f"{sample.meta.get('dataset', 'dataset')}-{size[0]}x{size[1]}"
                 cache = FlowCache(self.flow_cache_root, self.flow_estimator, name)
-            backup = None
-            was_training = self.training
-            if self.finetune_iters > 0 and n > 0:
-                backup = copy.deepcopy(self.state_dict())
-                self.finetune(sample, size, cache)
-            self.eval()
-            try:
+            # Offline weights, flags and train/eval modes come back when the video is done (or
+            # the generator is closed early).
+            with restore_weights(self):
+                if self.finetune_iters > 0 and n > 0:
+                    self.finetune(sample, size, cache)
+                self.eval()
                 for _ in range(sample.num_frames):
                     with torch.no_grad():
                         fp = self.step(sample, state, size, cache)
                     yield fp
-            finally:
-                if backup is not None:
-                    self.load_state_dict(backup)
-                self.train(was_training)
 
         return VideoPrediction(video_id=sample.video_id, obj_ids=obj_ids,
                                scores=torch.ones(n), labels=torch.full((n,), -1, dtype=torch.int64),
@@ -524,54 +514,54 @@ class MaskRNN(VideoMethod):
     def finetune(self, sample: VideoSample, size, cache) -> None:
         """Online fine-tuning on the reference masks (§4): no recurrence, augmented copies.
 
-        Each iteration draws ``finetune_batch`` random affine copies (resize, rotation, crop,
-        flip) of every reference object; its previous mask is the perturbed reference mask (the
-        single-frame stage of offline training), its flow magnitudes those of the reference frame.
-        Adam, lr ``finetune_lr`` decayed linearly to zero. The caller restores the weights.
+        ``vosbench.engine.online_finetune.finetune_on_reference`` draws ``finetune_batch``
+        reference frames per iteration and warps each with a random affine transform (resize,
+        rotation, crop, flip), jointly with its flow magnitudes. Every reference object of the
+        drawn frames is a sample; its previous-mask input is its perturbed (augmented) reference
+        mask, as in the single-frame stage of offline training. Adam, lr ``finetune_lr`` decayed
+        linearly to zero. The caller restores the weights (``restore_weights``).
         """
-        imgs, masks, mags = [], [], []
+        refs = sorted(sample.reference)
+        k_max = max(len(sample.reference[t]) for t in refs)
         state = MaskRNNState(obj_ids=sample.obj_ids, join_frame=torch.zeros(0),
                              prev_masks=torch.zeros(0))
+        images, masks, mags = [], [], []
         with torch.inference_mode(False), torch.no_grad():
-            for t in sorted(sample.reference):
-                ref = sample.reference[t]
+            for t in refs:
                 img = self._image(sample, state, t, size).clone()
-                m = _resize_probs(ref.masks.to(self.device).float(), size) > 0.5  # [K, h, w]
+                m = torch.zeros(k_max, *size, dtype=torch.bool, device=self.device)
+                ref = sample.reference[t]
+                m[:len(ref)] = _resize_probs(ref.masks.to(self.device).float(), size) > 0.5
+                images.append(img)
+                masks.append(m)
                 if self.flow_net is not None:
+                    # The reference frame's own flow magnitudes (to t-1 and t+1 where they exist).
                     nb = t - 1 if t > 0 else min(t + 1, sample.num_frames - 1)
                     na = t + 1 if t + 1 < sample.num_frames else nb
                     back = self._flow(sample, cache, t, nb, img, self._image(sample, state, nb, size))
                     fwd = self._flow(sample, cache, t, na, img, self._image(sample, state, na, size))
-                    mag = self._flow_inputs(back[None].clone(), fwd[None].clone())[0]
-                    mags.append(mag[None].expand(len(m), -1, -1, -1))
-                imgs.append(img[None].expand(len(m), -1, -1, -1))
-                masks.append(m)
-        imgs_t = torch.cat(imgs).clone()
-        masks_t = torch.cat(masks).clone()
-        mags_t = torch.cat(mags).clone() if mags else None
-        if not bool(masks_t.flatten(1).any(1).any()):
+                    mags.append(self._flow_inputs(back[None].clone(), fwd[None].clone())[0])
+            images_t, masks_t = torch.stack(images), torch.stack(masks)
+            extras = [torch.stack(mags)] if mags else []
+        if not bool(masks_t.any()):
             return  # only empty reference masks: nothing to learn from
-        params = [p for p in self.parameters() if p.requires_grad]
-        opt = torch.optim.Adam(params, lr=self.finetune_lr)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: 1.0 - i / self.finetune_iters)
-        gen = torch.Generator().manual_seed(self._seed)
+
+        def loss_fn(imgs: Tensor, ms: Tensor, valid: Tensor, *ex: Tensor) -> Tensor:
+            # imgs [R', 3, h, w], ms [R', K, h, w], valid [R', h, w] -> one sample per object.
+            k = ms.shape[1]
+            target = ms.flatten(0, 1)
+            x_mags = ex[0].repeat_interleave(k, 0) if ex else None
+            out = self.forward_objects(imgs.repeat_interleave(k, 0), self._perturb(target), x_mags)
+            weight = target.flatten(1).any(1).float()
+            return sum(self._losses(out, target, valid.repeat_interleave(k, 0), weight).values())
+
         self.train()
+        gen = torch.Generator().manual_seed(self._seed)
         with torch.inference_mode(False), torch.enable_grad():
-            for _ in range(self.finetune_iters):
-                reps = self.finetune_batch
-                x_img = imgs_t.repeat(reps, 1, 1, 1)
-                x_mask = masks_t.repeat(reps, 1, 1)
-                x_mag = mags_t.repeat(reps, 1, 1, 1) if mags_t is not None else None
-                x_img, x_mask, x_mag, valid = random_affine_batch(x_img, x_mask, x_mag, gen)
-                prev = self._perturb(x_mask)
-                out = self.forward_objects(x_img, prev, x_mag)
-                weight = x_mask.flatten(1).any(1).float()
-                losses = self._losses(out, x_mask, valid, weight)
-                loss = sum(losses.values())
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
+            finetune_on_reference(loss_fn, self.parameters(), images_t, masks_t,
+                                  num_iters=self.finetune_iters, lr=self.finetune_lr,
+                                  batch_size=self.finetune_batch, lr_decay="linear",
+                                  augment=FinetuneAugment(), extras=extras, generator=gen)
         self.eval()
 
 
