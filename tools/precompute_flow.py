@@ -8,9 +8,9 @@
 by ``flow_propagation`` and MaskRNN); ``next`` stores flow(I_t, I_{t+1}); ``both`` both.
 Sequences are spread over ``--workers`` processes; finished pairs are skipped, so an
 interrupted run resumes where it stopped (every file is written atomically). The cache folder is
-``<cache-dir>/<--cache-name or sample.meta["dataset"]>/<flow cache_key>/<video>/<a>__<b>.npy``;
-point ``flow_propagation``'s ``cache_dir`` at ``--cache-dir`` (and its ``cache_name`` at
-``--cache-name`` if you set one). Use another cache name per frame resolution.
+``<cache-dir>/<--cache-name or sample.meta["dataset"]>-<H>x<W>/<flow cache_key>/<video>/<a>__<b>.npy``
+(``FlowCache.dataset_name_for``); point ``flow_propagation``'s ``cache_dir`` at ``--cache-dir``
+(and its ``cache_name`` at ``--cache-name`` if you set one).
 """
 from __future__ import annotations
 
@@ -46,18 +46,21 @@ def precompute_sequence(sample, estimator, cache_dir: str | os.PathLike, cache_n
     """
     from vosbench.models.flow import FlowCache
 
-    cache = FlowCache(cache_dir, estimator, FlowCache.dataset_name_for(sample, cache_name))
     names = list(sample.frame_names) or [f"{t:05d}" for t in range(sample.num_frames)]
+    if sample.num_frames < 2:
+        return 0, 0
+    images: dict[int, Any] = {0: sample.frames[0].image}  # decode each frame once
+    size = tuple(images[0].shape[-2:])
+    cache = FlowCache(cache_dir, estimator, FlowCache.dataset_name_for(sample, cache_name, size=size))
     todo = [(a, b) for a, b in frame_pairs(sample.num_frames, pairs)
             if not cache.has(sample.video_id, names[a], names[b])]
     done = len(frame_pairs(sample.num_frames, pairs)) - len(todo)
-    images: dict[int, Any] = {}  # decode each frame once; keep only the frames still needed
     for i, (a, b) in enumerate(todo):
         for t in (a, b):
             if t not in images:
                 images[t] = sample.frames[t].image
         cache.get(sample.video_id, names[a], names[b], images[a], images[b])
-        needed = {t for pair in todo[i + 1:] for t in pair}
+        needed = {t for pair in todo[i + 1:] for t in pair}  # keep only frames still needed
         for t in [t for t in images if t not in needed]:
             del images[t]
     return len(todo), done

@@ -35,8 +35,8 @@ class FlowPropagation(VideoMethod):
         flow: a built ``FlowEstimator``, a FLOWS name, or None for DIS (``preset="medium"``).
         threshold: probability below which a warped pixel becomes background (0.5).
         cache_dir: optional ``FlowCache`` root; flows of a dataset are then computed once.
-        cache_name: the cache's dataset folder (default ``sample.meta["dataset"]``, see
-            ``FlowCache.dataset_name_for``; use one name per frame resolution).
+        cache_name: the cache's dataset name (default ``sample.meta["dataset"]``; the folder is
+            ``<name>-<H>x<W>``, see ``FlowCache.dataset_name_for``).
     """
 
     task = "vos"
@@ -87,8 +87,6 @@ class FlowPropagation(VideoMethod):
         n = len(obj_ids)
         row = {int(i): k for k, i in enumerate(obj_ids.tolist())}
         cache = None
-        if self.cache_dir is not None and n:
-            cache = FlowCache(self.cache_dir, self.flow, FlowCache.dataset_name_for(sample, self.cache_name))
         dev = self.device
         onehot: torch.Tensor | None = None  # Tensor[N, h, w] float, the previous fused prediction
         prev = None  # (name, image) of frame t-1
@@ -100,6 +98,9 @@ class FlowPropagation(VideoMethod):
             img = frame.image.to(dev)
             name = frame.name or f"{t:05d}"
             hw = tuple(img.shape[-2:])
+            if cache is None and self.cache_dir is not None:
+                cache = FlowCache(self.cache_dir, self.flow,
+                                  FlowCache.dataset_name_for(sample, self.cache_name, size=hw))
             if onehot is None:
                 probs = torch.zeros((n, *hw), device=dev)
             elif onehot.any():

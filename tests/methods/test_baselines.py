@@ -225,7 +225,7 @@ def test_flow_cache_is_used(tmp_path):
     _, first = run(method, sample)
     files = sorted(p.name for p in tmp_path.rglob("*.npy"))
     assert files == [f"{t:05d}__{t - 1:05d}.npy" for t in range(1, T)]
-    assert all(p.parts[-4] == "test-squares" for p in tmp_path.rglob("*.npy"))
+    assert all(p.parts[-4] == f"test-squares-{H}x{W}" for p in tmp_path.rglob("*.npy"))
 
     def fail(*a, **k):
         raise AssertionError("flow recomputed despite the cache")

@@ -259,7 +259,7 @@ def test_precompute_flow_tool_is_resumable(tmp_path, capsys):
             "--workers", "1"]
     assert tool.main(argv) == 0
     est = build_flow("farneback")
-    folder = tmp_path / "tiny" / est.cache_key
+    folder = tmp_path / f"tiny-{H}x{W}" / est.cache_key
     assert sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.npy")) == [
         "v1/00001__00000.npy", "v1/00002__00001.npy", "v1/00003__00002.npy",
         "v2/00001__00000.npy", "v2/00002__00001.npy"]
@@ -268,7 +268,8 @@ def test_precompute_flow_tool_is_resumable(tmp_path, capsys):
     assert tool.main(argv + ["--videos", "v1"]) == 0
     out = capsys.readouterr().out
     assert "v1: 1 computed, 2 already cached" in out and "v2" not in out.split("done")[0]
-    cache = FlowCache(tmp_path, est, "tiny")
+    cache = FlowCache(tmp_path, est, FlowCache.dataset_name_for(videos[0], size=(H, W)))
+    assert FlowCache.dataset_name_for(videos[0], "other") == "other"
     assert torch.allclose(cache.load("v1", "00002", "00001"), est(videos[0].frames[2].image,
                                                                   videos[0].frames[1].image), atol=0.01)
     with pytest.raises(SystemExit, match="unknown video ids"):

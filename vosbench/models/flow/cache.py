@@ -1,6 +1,7 @@
 """A disk cache of flow fields, so a dataset's flows are computed once.
 
-Layout: ``<root>/<dataset_name>/<estimator.cache_key>/<sequence>/<a>__<b>.npy``, one
+Layout: ``<root>/<dataset_name>/<estimator.cache_key>/<sequence>/<a>__<b>.npy`` (``dataset_name``
+as ``FlowCache.dataset_name_for`` makes it, e.g. ``davis2016-480x854``), one
 ``float16[2, H, W]`` array per ordered frame pair (``flow(frame a, frame b)``), ``a``/``b`` being
 frame names (or indices). float16 halves the size (1.6 MB per 854x480 pair); its resolution is
 1/16 px below 16 px of motion and 1/4 px up to 512 px, finer than any provider's accuracy.
@@ -51,10 +52,13 @@ class FlowCache:
         self.dir = self.root / self.dataset_name / _check_part("estimator key", estimator.cache_key)
 
     @staticmethod
-    def dataset_name_for(sample, override: str | None = None) -> str:
-        """The dataset name a video's flows are filed under: ``override`` if given, else
-        ``sample.meta["dataset"]``, else ``"unknown"`` (one rule for every reader and writer)."""
-        return str(override or sample.meta.get("dataset") or "unknown")
+    def dataset_name_for(sample, override: str | None = None, size: tuple[int, int] | None = None) -> str:
+        """The folder a video's flows are filed under: ``override`` if given, else
+        ``sample.meta["dataset"]``, else ``"unknown"``; with ``size`` (the frames' working
+        (H, W)) followed by ``-<H>x<W>``, so caches at different resolutions never mix. One rule
+        for every reader and writer (``flow_propagation``, ``tools/precompute_flow.py``)."""
+        name = str(override or sample.meta.get("dataset") or "unknown")
+        return f"{name}-{int(size[0])}x{int(size[1])}" if size is not None else name
 
     def path(self, sequence: str, a: int | str, b: int | str) -> Path:
         """File of ``flow(frame a, frame b)`` in ``sequence``."""
