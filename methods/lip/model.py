@@ -139,7 +139,8 @@ class LIP(VideoMethod):
         mask_head_channels, mask_head_convs: 28x28 mask tower.
         rpn_batch_size_per_image, box_batch_size_per_image: sampled anchors / RoIs per image
             (512 RoIs in pre-training, 128 in video fine-tuning).
-        rpn_post_nms_top_n_train, rpn_post_nms_top_n_test: proposals kept after RPN NMS.
+        rpn_pre_nms_top_n_*, rpn_post_nms_top_n_*: proposals per level before / per image after
+            RPN NMS (torchvision semantics).
         recurrence: frames between gradient stops in video training (4).
         reverse_prob: probability of reversing a training clip (time-reversal augmentation).
         box_widen: relative widening of GT boxes from masks (0.1).
@@ -179,6 +180,8 @@ class LIP(VideoMethod):
         mask_head_convs: int = 4,
         rpn_batch_size_per_image: int = 256,
         box_batch_size_per_image: int = 128,
+        rpn_pre_nms_top_n_train: int = 2000,
+        rpn_pre_nms_top_n_test: int = 1000,
         rpn_post_nms_top_n_train: int = 2000,
         rpn_post_nms_top_n_test: int = 1000,
         recurrence: int = 4,
@@ -250,9 +253,10 @@ class LIP(VideoMethod):
                 num_classes=num_classes, class_agnostic=True, num_groups=norm_groups),
             rpn_batch_size_per_image=rpn_batch_size_per_image,
             box_batch_size_per_image=box_batch_size_per_image,
+            rpn_pre_nms_top_n_train=rpn_pre_nms_top_n_train,
+            rpn_pre_nms_top_n_test=rpn_pre_nms_top_n_test,
             rpn_post_nms_top_n_train=rpn_post_nms_top_n_train,
             rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
-            rpn_pre_nms_top_n_test=max(rpn_post_nms_top_n_test, 1000),
         )
         # RoIs are aligned at 28x28 for the mask head (§5.1; torchvision's default is 14x14).
         self.detector.roi_heads.mask_roi_pool = MultiScaleRoIAlign(
