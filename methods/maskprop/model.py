@@ -13,7 +13,6 @@ detections.
 """
 from __future__ import annotations
 
-import math
 import random
 from collections import OrderedDict
 from typing import Any, Iterator, Sequence
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import batched_nms, box_iou, nms
+from torchvision.ops import nms
 
 from vosbench.config import build
 from vosbench.models.base import VideoMethod
@@ -196,20 +195,24 @@ class MaskProp(VideoMethod):
     def load_detector_weights(self, path: str) -> None:
         """Initialise the detector from a torchvision ``maskrcnn_*`` state dict (COCO weights).
 
-        Class-dependent layers whose shapes differ (81 COCO classes vs ours) are skipped.
-        """
-        import os
+        The torchvision key layout (``backbone.*``, ``rpn.*``, ``roi_heads.*``) is the detector's.
+        Class-dependent layers whose shapes differ (81 COCO classes vs ours) are skipped; the
+        skipped and missing keys are kept in ``self.detector_weights_report``.
 
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"MaskProp detector_weights: no such file {path!r}")
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-        sd = sd.get("model", sd)
+        Raises:
+            FileNotFoundError: ``path`` does not exist (nothing is downloaded).
+        """
+        from vosbench.models.weights import read_state_dict
+
+        sd = read_state_dict(path)
         own = self.detector.state_dict()
         keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        skipped = sorted(set(sd) - set(keep))
-        missing = sorted(set(own) - set(keep))
+        if not keep:
+            raise ValueError(f"MaskProp detector_weights {path!r}: no key fits the detector "
+                             f"(first keys: {sorted(sd)[:5]})")
         self.detector.load_state_dict(keep, strict=False)
-        self.detector_weights_report = {"skipped": skipped, "missing": missing}
+        self.detector_weights_report = {"skipped": sorted(set(sd) - set(keep)),
+                                        "missing": sorted(set(own) - set(keep))}
 
     # --------------------------------------------------------------------------- training
     def training_step(self, batch: VideoBatch) -> dict[str, Tensor]:

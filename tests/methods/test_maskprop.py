@@ -165,6 +165,39 @@ def test_video_level_linker_matches_overlaps_and_creates_new_ids():
     assert dup[0] == 1 and dup[1] not in (1, 2, 3)
 
 
+def test_reappearing_instance_keeps_its_id_through_overlapping_clips():
+    """An object visible at 0-2, occluded at 3, back at 4-6 (K = 2): the clip centred at 4 still
+    overlaps the one centred at 2 (frames 2-4), whose propagated masks reach frame 2 and 4."""
+    linker = VideoLevelLinker(match_thresh=0.3)
+    obj = {0: (0, 0), 1: (0, 1), 2: (0, 2), 3: (None, None), 4: (0, 4), 5: (0, 5), 6: (0, 6)}
+    other = (10, 10)
+    ids = {}
+    for c in range(7):
+        frames = list(range(max(0, c - 2), min(7, c + 3)))
+        tracks = [_track(c, frames, [other] * len(frames), label=2)]
+        if c != 3:     # not detected while occluded
+            tracks.append(_track(c, frames, [obj[f] for f in frames]))
+        ids[c] = linker.add_clip(tracks)
+    assert all(ids[c][0] == ids[0][0] for c in ids)                 # the static object: one id
+    assert {ids[c][1] for c in ids if c != 3} == {ids[0][1]}        # the occluded one: one id too
+    assert ids[0][0] != ids[0][1]
+
+
+def test_grid_roundtrip_and_missing_weights():
+    from methods.maskprop.model import grid_to_image, image_to_grid
+
+    m = torch.zeros(1, 60, 90)
+    m[0, 16:48, 24:72] = 1.0
+    g = image_to_grid(m, (60, 90), (64, 96), (8, 12))               # stride 8 of the padded canvas
+    assert g.shape == (1, 8, 12) and math.isclose(float(g.sum()) * 64, 32 * 48, rel_tol=1e-5)
+    back = grid_to_image(g, (60, 90), (64, 96), (60, 90)) > 0.5
+    assert (back & (m > 0)).sum() / (back | (m > 0)).sum() > 0.8
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        _build(weights="/nonexistent/nope.pth")
+    with pytest.raises(FileNotFoundError, match="nope.pth"):
+        _build(detector_weights="/nonexistent/nope.pth")
+
+
 def test_aggregator_averages_masks_and_scores_per_category():
     agg = VideoAggregator()
     t1 = _track(0, [0, 1], [(0, 0), (0, 0)], label=1)
