@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
-from vosbench.structures import VideoPrediction, VideoSample
+if TYPE_CHECKING:  # no runtime import: offline evaluation (tools/eval.py) does not need torch
+    from vosbench.structures import VideoPrediction, VideoSample
 
 
 class Evaluator(ABC):
@@ -18,7 +20,7 @@ class Evaluator(ABC):
         """Forget everything processed so far."""
 
     @abstractmethod
-    def process(self, sample: VideoSample, prediction: VideoPrediction) -> None:
+    def process(self, sample: "VideoSample", prediction: "VideoPrediction") -> None:
         """Accumulate the statistics of one video."""
 
     @abstractmethod

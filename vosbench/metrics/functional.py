@@ -139,17 +139,6 @@ def seg2bmap(seg) -> np.ndarray:
     return b
 
 
-def _bmap_crop(seg: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """``seg2bmap(seg)[y0:y1, x0:x1]`` computed from the crop plus one row/col of context."""
-    H, W = seg.shape
-    ey, ex = min(y1 + 1, H), min(x1 + 1, W)
-    b = seg2bmap(seg[y0:ey, x0:ex])
-    # When we borrowed one extra row/col of context, the "last row/col" quirk of the sub-call
-    # landed on that borrowed line, which we drop; when we did not, the crop ends at the real
-    # image border and the quirk is the official one.
-    return b[: y1 - y0, : x1 - x0]
-
-
 def boundary_radius(shape: tuple[int, int], bound_th: float = 0.008) -> int:
     """Dilation radius in pixels: ``bound_th`` if >= 1 else ``ceil(bound_th * sqrt(H^2 + W^2))``.
 
@@ -226,30 +215,60 @@ def f_measure(gt, pred, void=None, bound_th: float = 0.008) -> float:
     return _f_measure_r(gt, pred, radius)
 
 
-def _f_measure_r(gt: np.ndarray, pred: np.ndarray, radius: int) -> float:
-    H, W = gt.shape
-    bb_g, bb_p = _bbox(gt), _bbox(pred)
-    if bb_g is None and bb_p is None:
-        return 1.0
-    # Boundary pixels of a mask lie within its bbox grown by one row/col towards the origin.
-    boxes = [b for b in (bb_g, bb_p) if b is not None]
-    y0 = max(0, min(b[0] for b in boxes) - 1)
-    y1 = max(b[1] for b in boxes)
-    x0 = max(0, min(b[2] for b in boxes) - 1)
-    x1 = max(b[3] for b in boxes)
-    bg = _bmap_crop(gt, y0, y1, x0, x1) if bb_g is not None else None
-    bp = _bmap_crop(pred, y0, y1, x0, x1) if bb_p is not None else None
-    n_gt = int(np.count_nonzero(bg)) if bg is not None else 0
-    n_fg = int(np.count_nonzero(bp)) if bp is not None else 0
+def _context_box(box, H: int, W: int) -> tuple[int, int, int, int, int, int]:
+    """Crop that holds every boundary pixel of masks inside ``box`` plus one row/col of context.
+
+    Boundary pixels of a mask lie in its bbox grown by one row/col towards the origin. To compute
+    them on a crop we also need the row/col just past the bbox (the south / east neighbours),
+    unless the bbox reaches the image border, where the official last-row/col quirk applies.
+
+    Returns:
+        (y0, y1, ye, x0, x1, xe): boundary region ``[y0:y1, x0:x1]``, crop ``[y0:ye, x0:xe]``.
+    """
+    ymin, ymax, xmin, xmax = box
+    y0, x0 = max(0, ymin - 1), max(0, xmin - 1)
+    return y0, ymax, min(ymax + 1, H), x0, xmax, min(xmax + 1, W)
+
+
+def _f_from_crops(g: np.ndarray, p: np.ndarray, ny: int, nx: int, radius: int) -> float:
+    """F of two masks given on the same context crop (see ``_context_box``).
+
+    ``seg2bmap`` of the crop equals the full-image boundary map on ``[:ny, :nx]``: the quirk of
+    the crop's last row/col either falls on the borrowed context line (dropped) or on the real
+    image border (official behaviour).
+    """
+    bg = seg2bmap(g)[:ny, :nx]
+    bp = seg2bmap(p)[:ny, :nx]
+    n_gt = int(np.count_nonzero(bg))
+    n_fg = int(np.count_nonzero(bp))
     if n_gt == 0 or n_fg == 0:
         return _f_from_counts(n_fg, n_gt, 0, 0)
     se = disk(radius)
-    # BORDER_CONSTANT with the default morphology border value: outside pixels never win.
+    # Only boundary pixels are read and every contribution comes from a boundary pixel, so a
+    # crop holding both boundary maps gives the full-image counts. BORDER_CONSTANT with the
+    # default morphology border value: pixels outside never win, as on the full image.
     dil_g = cv2.dilate(bg.view(np.uint8), se)
     dil_p = cv2.dilate(bp.view(np.uint8), se)
     fg_match = int(np.count_nonzero(bp & dil_g.view(bool)))
     gt_match = int(np.count_nonzero(bg & dil_p.view(bool)))
     return _f_from_counts(n_fg, n_gt, fg_match, gt_match)
+
+
+def _union_box(a, b):
+    boxes = [x for x in (a, b) if x is not None]
+    if not boxes:
+        return None
+    return (min(x[0] for x in boxes), max(x[1] for x in boxes),
+            min(x[2] for x in boxes), max(x[3] for x in boxes))
+
+
+def _f_measure_r(gt: np.ndarray, pred: np.ndarray, radius: int) -> float:
+    H, W = gt.shape
+    box = _union_box(_bbox(gt), _bbox(pred))
+    if box is None:
+        return 1.0
+    y0, y1, ye, x0, x1, xe = _context_box(box, H, W)
+    return _f_from_crops(gt[y0:ye, x0:xe], pred[y0:ye, x0:xe], y1 - y0, x1 - x0, radius)
 
 
 def f_measure_many(gt, pred, void=None, bound_th: float = 0.008) -> np.ndarray:

@@ -52,86 +52,80 @@ CONT_TH = 3  # simplification tolerance (doubled coordinates) and upsampling ste
 
 
 # ------------------------------------------------------------------------------- contours
-def _trace_loops(mask: np.ndarray) -> list[tuple[list[tuple[int, int]], bool]]:
-    """Closed pixel-corner loops of ``mask`` as lists of corner (row, col) + is_hole flags."""
-    m = np.pad(mask.astype(bool), 1)
-    H, W = mask.shape
-    # V[r, c]: boundary between pixel (r, c-1) and (r, c), r in 0..H-1, c in 0..W.
-    V = m[1:-1, :-1] ^ m[1:-1, 1:]
-    # Hz[r, c]: boundary between pixel (r-1, c) and (r, c), r in 0..H, c in 0..W-1.
-    Hz = m[:-1, 1:-1] ^ m[1:, 1:-1]
-    if not V.any():
+_DOWN, _UP, _RIGHT, _LEFT = 1, 2, 4, 8
+_OPPOSITE = {_DOWN: _UP, _UP: _DOWN, _RIGHT: _LEFT, _LEFT: _RIGHT}
+# 4-way junctions (two fg pixels touching by a corner): the outgoing direction for each
+# incoming move, turning towards the fg pixel on the fg side (4-connected foreground).
+# Type A: NE and SW foreground; type B: NW and SE foreground.
+_TURN_A = {_DOWN: _RIGHT, _UP: _LEFT, _RIGHT: _DOWN, _LEFT: _UP}
+_TURN_B = {_DOWN: _LEFT, _UP: _RIGHT, _RIGHT: _UP, _LEFT: _DOWN}
+
+
+def _trace_loops(mask: np.ndarray) -> list[tuple[np.ndarray, bool]]:
+    """Closed pixel-corner loops of ``mask``: (int64[n + 1, 2] corners (row, col), is_hole).
+
+    Corners are numbered row-major on the (H + 1) x (W + 1) grid of the mask's bbox; every
+    boundary corner gets a bit set of its incident boundary edges, and loops are followed edge
+    by edge in pure Python on those small integers (a few thousand steps per mask).
+    """
+    m = np.asarray(mask, dtype=bool)
+    rows = np.flatnonzero(m.any(1))
+    if rows.size == 0:
         return []
-    visV = np.zeros_like(V)
-    visH = np.zeros_like(Hz)
+    cols = np.flatnonzero(m.any(0))
+    oy, ox = int(rows[0]), int(cols[0])
+    m = m[oy:rows[-1] + 1, ox:cols[-1] + 1]
+    H, W = m.shape
+    mp = np.pad(m, 1)
+    # V[R, C] (R < H, C <= W): edge between pixels (R, C-1) and (R, C), from corner (R, C) down.
+    V = (mp[1:-1, :-1] ^ mp[1:-1, 1:]).view(np.uint8)
+    # Hz[R, C] (R <= H, C < W): edge between pixels (R-1, C) and (R, C), from corner (R, C) right.
+    Hz = (mp[:-1, 1:-1] ^ mp[1:, 1:-1]).view(np.uint8)
+    bits = np.zeros((H + 1, W + 1), np.uint8)
+    bits[:-1, :] |= V * np.uint8(_DOWN)
+    bits[1:, :] |= V * np.uint8(_UP)
+    bits[:, :-1] |= Hz * np.uint8(_RIGHT)
+    bits[:, 1:] |= Hz * np.uint8(_LEFT)
+    flat = bits.ravel()
+    ids = np.flatnonzero(flat)
+    vals = flat[ids]
+    rem = dict(zip(ids.tolist(), vals.tolist()))
+    W1 = W + 1
+    junction = {}
+    jid = ids[vals == 15]
+    if jid.size:
+        jr, jc = np.divmod(jid, W1)
+        # the pixel NE of corner (jr, jc) is (jr - 1, jc): mp[jr, jc + 1] in padded coordinates
+        junction = dict(zip(jid.tolist(), mp[jr, jc + 1].tolist()))
+    step = {_DOWN: W1, _UP: -W1, _RIGHT: 1, _LEFT: -1}
     loops = []
-    starts = np.argwhere(V)  # row-major: the official scan order of vertical contours
-    for r0, c0 in starts:
-        if visV[r0, c0]:
+    # start at each vertical edge in row-major order (the official artificial-junction scan)
+    for c0 in ids[(vals & _DOWN) > 0].tolist():
+        if not rem[c0] & _DOWN:
             continue
-        R, C = int(r0), int(c0)
-        pts = [(R, C)]
-        # direction codes: 0 down, 1 up, 2 right, 3 left
-        d = 0
-        visV[R, C] = True
-        R += 1
-        while True:
-            if (R, C) == (int(r0), int(c0)):
-                break
-            pts.append((R, C))
-            down = R < H and V[R, C] and not visV[R, C]
-            up = R > 0 and V[R - 1, C] and not visV[R - 1, C]
-            right = C < W and Hz[R, C] and not visH[R, C]
-            left = C > 0 and Hz[R, C - 1] and not visH[R, C - 1]
-            n_open = int(down) + int(up) + int(right) + int(left)
-            if n_open >= 2:
-                d = _junction_turn(m, R, C, d, down, up, right, left)
-            elif down:
-                d = 0
-            elif up:
-                d = 1
-            elif right:
-                d = 2
-            elif left:
-                d = 3
-            else:  # pragma: no cover - a boundary is always closed
-                raise RuntimeError("open contour while tracing a mask boundary")
-            if d == 0:
-                visV[R, C] = True
-                R += 1
-            elif d == 1:
-                visV[R - 1, C] = True
-                R -= 1
-            elif d == 2:
-                visH[R, C] = True
-                C += 1
+        pts = [c0]
+        rem[c0] &= ~_DOWN
+        cur = c0 + W1
+        rem[cur] &= ~_UP
+        d = _DOWN
+        while cur != c0:
+            pts.append(cur)
+            r = rem[cur]
+            if r & (r - 1):  # several open edges: a 4-way junction reached the first time
+                d = (_TURN_A if junction[cur] else _TURN_B)[d]
             else:
-                visH[R, C - 1] = True
-                C -= 1
-        pts.append((int(r0), int(c0)))
-        # The first edge found in the row-major scan is the left side of the top-left pixel of
-        # the region the loop encloses: fg east of it -> an outer boundary, bg -> a hole.
-        is_hole = not bool(m[r0 + 1, c0 + 1])
-        loops.append((pts, is_hole))
+                d = r
+            rem[cur] = r & ~d
+            cur += step[d]
+            rem[cur] &= ~_OPPOSITE[d]
+        pts.append(c0)
+        R0, C0 = divmod(c0, W1)
+        # the first edge of a loop in the row-major scan is the left side of the top-left pixel
+        # of the region it encloses: fg east of it -> outer boundary, bg -> hole
+        is_hole = not bool(mp[R0 + 1, C0 + 1])
+        rr, cc = np.divmod(np.asarray(pts, dtype=np.int64), W1)
+        loops.append((np.stack([rr + oy, cc + ox], 1), is_hole))
     return loops
-
-
-def _junction_turn(m, R, C, d, down, up, right, left) -> int:
-    """At a corner with two open boundary edges, turn towards the fg pixel (4-connectivity)."""
-    # Pixels around corner (R, C) in padded m: NW m[R, C], NE m[R, C+1], SW m[R+1, C],
-    # SE m[R+1, C+1].
-    nw, ne, sw, se = m[R, C], m[R, C + 1], m[R + 1, C], m[R + 1, C + 1]
-    if d == 0:  # came down between NW and NE
-        fg_east = ne
-        return (2 if fg_east else 3) if (right if fg_east else left) else (2 if right else 3)
-    if d == 1:  # came up between SW and SE
-        fg_east = se
-        return (2 if fg_east else 3) if (right if fg_east else left) else (2 if right else 3)
-    if d == 2:  # came right between NW and SW
-        fg_south = sw
-        return (0 if fg_south else 1) if (down if fg_south else up) else (0 if down else 1)
-    fg_south = se  # came left between NE and SE
-    return (0 if fg_south else 1) if (down if fg_south else up) else (0 if down else 1)
 
 
 def _radial(pts: np.ndarray, tol2: float) -> np.ndarray:
@@ -153,62 +147,98 @@ def _radial(pts: np.ndarray, tol2: float) -> np.ndarray:
     return pts[keep]
 
 
-def _seg_dist2(s1: np.ndarray, s2: np.ndarray, p: np.ndarray) -> np.ndarray:
-    """psimpl ``segment_distance2`` of points p[k] to segments (s1[k], s2[k]) (all float64[k, 2]).
+def _seg_dist2(s1x, s1y, s2x, s2y, px, py) -> np.ndarray:
+    """psimpl ``segment_distance2`` of points p to segments (s1, s2), elementwise (float64[k]).
 
     The projection fraction is computed in single precision, as psimpl does.
     """
-    v = s2 - s1
-    w = p - s1
-    cw = (w * v).sum(1)
-    cv = (v * v).sum(1)
-    d_s1 = (w * w).sum(1)
-    d_s2 = ((p - s2) ** 2).sum(1)
-    safe = np.where(cv == 0, 1.0, cv)
-    frac = np.where(cv == 0, np.float32(0), cw.astype(np.float32) / safe.astype(np.float32))
-    proj = s1 + frac.astype(np.float32).astype(np.float64)[:, None] * v
-    d_in = ((p - proj) ** 2).sum(1)
+    vx, vy = s2x - s1x, s2y - s1y
+    wx, wy = px - s1x, py - s1y
+    cw = wx * vx + wy * vy
+    cv = vx * vx + vy * vy
+    d_s1 = wx * wx + wy * wy
+    ex, ey = px - s2x, py - s2y
+    d_s2 = ex * ex + ey * ey
+    zero = cv == 0
+    frac = (cw.astype(np.float32) / np.where(zero, 1.0, cv).astype(np.float32))
+    frac = np.where(zero, np.float32(0), frac).astype(np.float64)
+    qx, qy = px - (s1x + frac * vx), py - (s1y + frac * vy)
+    d_in = qx * qx + qy * qy
     return np.where(cw <= 0, d_s1, np.where(cv <= cw, d_s2, d_in))
+
+
+def _dp_keys(X: np.ndarray, Y: np.ndarray, first: np.ndarray, last: np.ndarray,
+             tol2: float) -> np.ndarray:
+    """Douglas-Peucker keys of several polylines stored end to end in (X, Y).
+
+    Polyline j spans points ``first[j]..last[j]`` (both kept). A sub-polyline is split at its
+    farthest interior point (psimpl ``segment_distance2``; ties: the later point) when that
+    squared distance exceeds ``tol2``. Sub-polylines are independent, so every open one is
+    processed at once, level by level (same keys as psimpl's LIFO stack, fewer numpy calls).
+
+    Returns:
+        bool[len(X)] key flags.
+    """
+    keys = np.zeros(len(X), bool)
+    keys[first] = True
+    keys[last] = True
+    first, last = np.asarray(first), np.asarray(last)
+    while first.size:
+        inner = last - first - 1
+        ok = inner > 0
+        if not ok.all():
+            first, last, inner = first[ok], last[ok], inner[ok]
+            if first.size == 0:
+                break
+        # every interior point of every open sub-polyline, segment by segment
+        seg = np.repeat(np.arange(first.size), inner)
+        starts = np.zeros(first.size, np.int64)
+        np.cumsum(inner[:-1], out=starts[1:])
+        pos = np.arange(seg.size) + (first + 1 - starts)[seg]
+        f, l = first[seg], last[seg]
+        d2 = _seg_dist2(X[f], Y[f], X[l], Y[l], X[pos], Y[pos])
+        best = np.maximum.reduceat(d2, starts)
+        # the last point reaching the maximum (psimpl keeps updating on ">=")
+        key = np.maximum.reduceat(np.where(d2 == best[seg], pos, -1), starts)
+        split = best > tol2
+        if not split.any():
+            break
+        k = key[split]
+        keys[k] = True
+        first = np.concatenate([first[split], k])
+        last = np.concatenate([k, last[split]])
+    return keys
 
 
 def douglas_peucker(pts: np.ndarray, tol: float) -> np.ndarray:
     """psimpl ``simplify_douglas_peucker<2>`` on float64[n, 2] points.
 
-    A radial-distance pre-pass, then Douglas-Peucker: a sub-polyline is split at its farthest
-    point (ties: the later point) when that point is farther than ``tol``. The split decisions
-    of one sub-polyline do not depend on the others, so all open sub-polylines are processed
-    together, level by level (same keys as psimpl's LIFO stack).
+    A radial-distance pre-pass (drop points closer than ``tol`` to the last kept one), then
+    Douglas-Peucker keys (``_dp_keys``).
     """
-    n = len(pts)
-    if n < 3 or tol == 0:
-        return pts
+    return _douglas_peucker_many([pts], tol)[0]
+
+
+def _douglas_peucker_many(polys: list[np.ndarray], tol: float) -> list[np.ndarray]:
+    """``douglas_peucker`` of several polylines with one batched key search."""
     tol2 = tol * tol
-    red = _radial(pts, tol2)
-    m = len(red)
-    keys = np.zeros(m, bool)
-    keys[0] = keys[m - 1] = True
-    idx = np.arange(m)
-    active = ~keys  # points inside a sub-polyline that may still be split
-    while active.any():
-        key_idx = np.flatnonzero(keys)
-        pts_i = idx[active]
-        seg = np.searchsorted(key_idx, pts_i, side="right") - 1
-        first, last = key_idx[seg], key_idx[seg + 1]
-        d2 = _seg_dist2(red[first], red[last], red[pts_i])
-        # farthest point per sub-polyline, ties to the later point
-        order = np.lexsort((pts_i, d2, seg))
-        seg_o = seg[order]
-        is_last = np.r_[seg_o[1:] != seg_o[:-1], True]
-        best = order[is_last]
-        split = best[d2[best] > tol2]
-        if split.size == 0:
-            break
-        keys[pts_i[split]] = True
-        # sub-polylines that did not split are final
-        done_seg = np.setdiff1d(seg[best], seg[split])
-        active[pts_i] = ~np.isin(seg, done_seg)
-        active &= ~keys
-    return red[keys]
+    out: list[np.ndarray | None] = [None] * len(polys)
+    red = []
+    for i, p in enumerate(polys):
+        if len(p) < 3 or tol == 0:
+            out[i] = p
+        else:
+            red.append((i, _radial(p, tol2)))
+    if red:
+        allp = np.concatenate([r for _, r in red])
+        sizes = np.array([len(r) for _, r in red])
+        ends = np.cumsum(sizes)
+        starts = ends - sizes
+        keys = _dp_keys(np.ascontiguousarray(allp[:, 0]), np.ascontiguousarray(allp[:, 1]),
+                        starts, ends - 1, tol2)
+        for (i, r), s, e in zip(red, starts, ends):
+            out[i] = r[keys[s:e]]
+    return out
 
 
 def _is_clockwise(p: np.ndarray) -> bool:
@@ -218,6 +248,25 @@ def _is_clockwise(p: np.ndarray) -> bool:
         j = (i + 1) % n
         total = np.float32(total + np.float32((p[j, 0] - p[i, 0]) * (p[j, 1] + p[i, 1])))
     return bool(total > 0)
+
+
+def _orient_and_halve(p: np.ndarray, is_hole: bool) -> np.ndarray | None:
+    """polycont clockwise_sort, division by 2 and erasure of contours of <= 3 points."""
+    cw = _is_clockwise(p)
+    if (not is_hole and not cw) or (is_hole and cw):
+        p = p[::-1]
+    p = p.astype(np.int64) // 2
+    if len(p) <= 3:  # polycont erases 'single pixels'
+        return None
+    return np.ascontiguousarray(p[:, ::-1])  # (Y=col, X=row) as the python wrapper returns
+
+
+def _simplify_loops(loops: list[tuple[np.ndarray, bool]]) -> list[np.ndarray | None]:
+    """polycont ``simplify`` (tolerance 0.1 then 3, doubled coordinates) of traced loops."""
+    polys = [pts.astype(np.float64) * 2 for pts, _ in loops]  # doubled (X=row, Y=col)
+    polys = _douglas_peucker_many(polys, 0.1)
+    polys = _douglas_peucker_many(polys, float(CONT_TH))
+    return [_orient_and_halve(p, h) for p, (_, h) in zip(polys, loops)]
 
 
 def mask_contours(mask) -> list[np.ndarray]:
@@ -231,20 +280,17 @@ def mask_contours(mask) -> list[np.ndarray]:
         first point repeated at the end; outer contours clockwise, holes counter-clockwise
         (polycont convention in (row, col)); contours with <= 3 points are dropped.
     """
-    mask = np.asarray(mask).astype(bool)
-    out = []
-    for pts, is_hole in _trace_loops(mask):
-        p = np.asarray(pts, dtype=np.float64) * 2  # doubled (X=row, Y=col) coordinates
-        p = douglas_peucker(p, 0.1)
-        p = douglas_peucker(p, float(CONT_TH))
-        cw = _is_clockwise(p)
-        if (not is_hole and not cw) or (is_hole and cw):
-            p = p[::-1]
-        p = (p.astype(np.int64) // 2)
-        if len(p) <= 3:
-            continue
-        out.append(np.ascontiguousarray(p[:, ::-1]))  # (Y=col, X=row) as the python wrapper
-    return out
+    loops = _trace_loops(np.asarray(mask).astype(bool))
+    return [c for c in _simplify_loops(loops) if c is not None]
+
+
+def best_mask_contour(mask) -> np.ndarray | None:
+    """``best_contour(mask_contours(mask))``: the simplified contour with the most points."""
+    best = None
+    for c in mask_contours(mask):
+        if best is None or len(best) <= len(c):  # ties: the later contour
+            best = c
+    return best
 
 
 def best_contour(contours: list[np.ndarray]) -> np.ndarray:
@@ -259,6 +305,9 @@ def best_contour(contours: list[np.ndarray]) -> np.ndarray:
 def contour_upsample(cont: np.ndarray, cont_th: float = CONT_TH) -> np.ndarray:
     """Insert points so that no segment exceeds ``cont_th`` px (float32 as the C++).
 
+    A segment longer than ``cont_th`` gets ``ceil(len / cont_th) - 1`` points, accumulated as
+    ``p += step`` in single precision (the C++ loop); all segments advance together.
+
     Args:
         cont: int/float[n, 2] contour.
 
@@ -266,20 +315,29 @@ def contour_upsample(cont: np.ndarray, cont_th: float = CONT_TH) -> np.ndarray:
         float32[m, 2] upsampled contour (original points kept, in order).
     """
     c = np.asarray(cont, dtype=np.float32)
+    n = len(c)
+    if n < 2:
+        return c.copy()
     th = np.float32(cont_th)
-    parts = [c[:1]]
-    for i in range(len(c) - 1):
-        dx = np.float32(c[i + 1, 0] - c[i, 0])
-        dy = np.float32(c[i + 1, 1] - c[i, 1])
-        nv = np.float32(np.sqrt(np.float32(dx * dx + dy * dy)))
-        if nv > th:
-            n_segm = int(math.ceil(float(np.float32(nv / th))))
-            vec = np.array([dx / np.float32(n_segm), dy / np.float32(n_segm)], np.float32)
-            acc = np.cumsum(np.vstack([c[i:i + 1], np.repeat(vec[None], n_segm - 1, 0)]),
-                            axis=0, dtype=np.float32)
-            parts.append(acc[1:])
-        parts.append(c[i + 1:i + 2])
-    return np.concatenate(parts, 0)
+    d = c[1:] - c[:-1]  # float32
+    nv = np.sqrt(d[:, 0] * d[:, 0] + d[:, 1] * d[:, 1])
+    n_segm = np.where(nv > th, np.ceil(nv / th), 1).astype(np.int64)
+    # output layout: c[0], then per segment (n_segm - 1) inserted points and c[i + 1]
+    counts = n_segm  # inserted + endpoint
+    offs = np.zeros(n, np.int64)
+    np.cumsum(counts, out=offs[1:])
+    out = np.empty((offs[-1] + 1, 2), np.float32)
+    out[0] = c[0]
+    out[offs[1:]] = c[1:]
+    multi = np.flatnonzero(n_segm > 1)
+    if multi.size:
+        vec = (d[multi] / n_segm[multi, None].astype(np.float32)).astype(np.float32)
+        cur = c[multi].copy()
+        for j in range(1, int(n_segm[multi].max())):
+            act = n_segm[multi] > j
+            cur[act] = cur[act] + vec[act]
+            out[offs[multi[act]] + j] = cur[act]
+    return out
 
 
 # --------------------------------------------------------------------------- shape context
@@ -439,10 +497,10 @@ def contour_descriptor(mask) -> tuple[np.ndarray, np.ndarray] | None:
     """
     if hasattr(mask, "detach"):
         mask = mask.detach().cpu().numpy()
-    conts = mask_contours(np.asarray(mask).astype(bool))
-    if not conts:
+    cont = best_mask_contour(mask)
+    if cont is None:
         return None
-    up = contour_upsample(best_contour(conts))
+    up = contour_upsample(cont)
     return up, shape_context(up)
 
 

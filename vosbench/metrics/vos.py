@@ -29,8 +29,10 @@ from scipy.optimize import linear_sum_assignment
 from vosbench.metrics.base import Evaluator
 from vosbench.metrics.functional import (
     _bbox,
+    _context_box,
     _f_from_counts,
-    _f_measure_r,
+    _f_from_crops,
+    _union_box,
     boundary_radius,
     db_statistics,
     disk,
@@ -115,25 +117,27 @@ def _nanmean(x) -> float:
 
 def _frame_jf(gt: np.ndarray, pred: np.ndarray, ids: Sequence[int], radius: int
               ) -> tuple[np.ndarray, np.ndarray]:
-    """J and F of objects ``ids`` between two index maps (uint8[H, W]) -> (float[K], float[K])."""
+    """J and F of objects ``ids`` between two index maps (uint8[H, W]) -> (float[K], float[K]).
+
+    Each object is handled inside the union of its two bboxes (plus one row/col of context for
+    the boundaries), so the cost follows the object size, not the frame size.
+    """
     K = len(ids)
-    J = np.empty(K)
-    F = np.empty(K)
+    J = np.ones(K)
+    F = np.ones(K)
+    if K == 0:
+        return J, F
+    H, W = gt.shape
     for k, i in enumerate(ids):
-        g = gt == i
-        p = pred == i
-        bg, bp = _bbox(g), _bbox(p)
-        if bg is None and bp is None:
-            J[k] = F[k] = 1.0  # both empty: J = 1 (isclose(union, 0)) and F = 1
-            continue
-        boxes = [b for b in (bg, bp) if b is not None]
-        y0, y1 = min(b[0] for b in boxes), max(b[1] for b in boxes)
-        x0, x1 = min(b[2] for b in boxes), max(b[3] for b in boxes)
-        gc, pc = g[y0:y1, x0:x1], p[y0:y1, x0:x1]
-        inter = np.count_nonzero(gc & pc)
-        union = np.count_nonzero(gc | pc)
-        J[k] = inter / union
-        F[k] = _f_measure_r(g, p, radius)
+        box = _union_box(_bbox(gt == i), _bbox(pred == i))
+        if box is None:
+            continue  # both empty: J = 1 (isclose(union, 0)) and F = 1
+        y0, y1, ye, x0, x1, xe = _context_box(box, H, W)
+        g = gt[y0:ye, x0:xe] == i
+        p = pred[y0:ye, x0:xe] == i
+        union = np.count_nonzero(g | p)
+        J[k] = np.count_nonzero(g & p) / union
+        F[k] = _f_from_crops(g, p, y1 - y0, x1 - x0, radius)
     return J, F
 
 
@@ -244,7 +248,7 @@ def _semi_add(acc: _SemiAccumulator, fname: str, gt: np.ndarray, pred, *, check_
     if p.shape != gt.shape:
         raise EvaluationError(f"{where or acc.name}: frame {fname}: prediction size {p.shape} "
                               f"differs from the ground truth {gt.shape}")
-    gt = np.where(gt == 255, 0, gt)
+    # void (255) is never an object id (ids <= 254), so it is simply not matched: background
     if check_labels and p.size:
         top = int(p.max())
         allowed = max(acc.ids) if acc.ids else 0

@@ -1,0 +1,365 @@
+#!/usr/bin/env python
+"""Speed / memory / agreement of vosbench's evaluators against the official ones, side by side.
+
+    OMP_NUM_THREADS=1 python benchmarks/metrics_speed.py [--official /work/official]
+
+Data (seeded, generated once into ``--workdir``): a DAVIS-2017-val-sized set (30 sequences x
+60 frames, 854x480, 1-4 objects, perturbed predictions) and a YouTube-VIS set (300 videos x 30
+frames, 360x640, 40 categories). Each evaluation runs in its own child process so that its peak
+resident memory (``ru_maxrss``) is its own.
+
+Measured:
+
+* J&F (davis2017 semi-supervised) from the PNG folders: ours (``tools/eval.py`` code path,
+  1 process) and, with ``--official``, davis2017-evaluation's ``DAVISEvaluation`` on the same
+  folders: time, peak memory, largest difference over every per-object J/F mean, recall,
+  decay and the global numbers.
+* T (DAVIS-2016, union foreground of the same results, frames 1..N-2): ours. The official T
+  needs the C++ ``tstab`` extension (Boost.Python, py2-era); its time is quoted from the issue
+  (~600 s on 2 cores), not measured here.
+* DAVIS-2016 J/F: ours against the official ``davis/measures`` Python functions (jaccard,
+  f_boundary) driven frame by frame over the same union masks.
+* YouTube-VIS: ``evaluate_ytvis_json`` against youtubevos/cocoapi ``YTVOS`` + ``YTVOSeval``
+  (run with two shims for numpy >= 2: ``np.float`` and an integer ``num`` for ``linspace``).
+
+``--official DIR`` is a folder holding ``davis2017-evaluation/``, ``davis/`` and ``cocoapi/``
+(git checkouts of davisvideochallenge/davis2017-evaluation, fperazzi/davis and
+youtubevos/cocoapi). Nothing of them is copied into vosbench.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _peak_mb() -> float:
+    """Peak resident memory of this process (VmHWM; unlike ru_maxrss it is not inherited from
+    the parent across fork + exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# ------------------------------------------------------------------------------ children
+def child_ours_davis(gt: str, results: str, with_t: bool, task: str) -> dict:
+    from vosbench.metrics.runner import evaluate_vos_folder
+    t0 = time.perf_counter()
+    out = Path(results).parent / f"ours_{task}_{'t' if with_t else 'jf'}"
+    rep = evaluate_vos_folder(task, gt, results, out, with_t=with_t, use_cache=False,
+                              progress=False)
+    dt = time.perf_counter() - t0
+    rows = rep["per_object"]
+    return {"time": dt, "peak_mb": _peak_mb(), "global": rep["global"], "rows": rows}
+
+
+def child_official_davis2017(official: str, gt: str, results: str) -> dict:
+    import io
+    import contextlib
+    import numpy as np
+    sys.path.insert(0, str(Path(official) / "davis2017-evaluation"))
+    from davis2017.evaluation import DAVISEvaluation  # noqa: official code, not vendored
+    t0 = time.perf_counter()
+    ev = DAVISEvaluation(davis_root=gt, task="semi-supervised", gt_set="val")
+    with contextlib.redirect_stderr(io.StringIO()):
+        m = ev.evaluate(results)
+    J, F = m["J"], m["F"]
+    glob = {"J&F": (np.mean(J["M"]) + np.mean(F["M"])) / 2, "J_mean": np.mean(J["M"]),
+            "J_recall": np.mean(J["R"]), "J_decay": np.mean(J["D"]), "F_mean": np.mean(F["M"]),
+            "F_recall": np.mean(F["R"]), "F_decay": np.mean(F["D"])}
+    names = list(J["M_per_object"].keys())
+    rows = [{"Sequence": n, "J-Mean": J["M"][i], "J-Recall": J["R"][i], "J-Decay": J["D"][i],
+             "F-Mean": F["M"][i], "F-Recall": F["R"][i], "F-Decay": F["D"][i]}
+            for i, n in enumerate(names)]
+    dt = time.perf_counter() - t0
+    return {"time": dt, "peak_mb": _peak_mb(), "global": {k: float(v) for k, v in glob.items()},
+            "rows": [{k: (float(v) if not isinstance(v, str) else v) for k, v in r.items()}
+                     for r in rows]}
+
+
+def child_official_davis2016_jf(official: str, gt: str, results: str) -> dict:
+    """The official DAVIS-2016 J and F functions over frames 1..N-2 (grey-read, union fg)."""
+    import importlib.util
+    import numpy as np
+    from PIL import Image
+    mdir = Path(official) / "davis" / "python" / "lib" / "davis" / "measures"
+
+    def load(name):
+        spec = importlib.util.spec_from_file_location(f"davis16_{name}", mdir / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+
+    jac, fb = load("jaccard"), load("f_boundary")
+    # official statistics of the 2016 toolkit (utils.db_statistics), restated (py2 module)
+    t0 = time.perf_counter()
+    rows = []
+    seqs = (Path(gt) / "ImageSets" / "2017" / "val.txt").read_text().split()
+    for seq in seqs:
+        gts = sorted((Path(gt) / "Annotations" / "480p" / seq).glob("*.png"))
+        X_j, X_f = [np.nan], [np.nan]
+        for p in gts[1:-1]:
+            # as_grey=True: any non-black palette colour is foreground
+            a = np.asarray(Image.open(p).convert("L")) > 0
+            s = np.asarray(Image.open(Path(results) / seq / p.name).convert("L")) > 0
+            X_j.append(jac.db_eval_iou(a, s))
+            X_f.append(fb.db_eval_boundary(s, a))
+        X_j.append(np.nan)
+        X_f.append(np.nan)
+        rows.append({"Sequence": seq, "J-Mean": float(np.nanmean(X_j)),
+                     "F-Mean": float(np.nanmean(X_f))})
+    return {"time": time.perf_counter() - t0, "peak_mb": _peak_mb(), "rows": rows}
+
+
+def _load_official_ytvis(official: str):
+    import importlib.util
+    import types
+    import numpy as np
+    if not hasattr(np, "float"):
+        np.float = float  # removed in numpy 1.24; the official accumulate() uses it
+    d = Path(official) / "cocoapi" / "PythonAPI" / "pycocotools"
+    pkg = types.ModuleType("ytvis_official")
+    pkg.__path__ = [str(d)]
+    sys.modules["ytvis_official"] = pkg
+    from pycocotools import mask as mask_mod
+    sys.modules["ytvis_official.mask"] = mask_mod
+    mods = {}
+    for name in ("ytvos", "ytvoseval"):
+        spec = importlib.util.spec_from_file_location(f"ytvis_official.{name}", d / f"{name}.py")
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod
+        spec.loader.exec_module(mod)
+        mods[name] = mod
+    orig = np.linspace
+    # numpy >= 2 rejects the float ``num`` the official Params passes; same values otherwise
+    mods["ytvoseval"].np = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np)
+                                                     if not k.startswith("__")})
+    mods["ytvoseval"].np.linspace = lambda a, b, num=50, **kw: orig(a, b, int(num), **kw)
+    return mods["ytvos"].YTVOS, mods["ytvoseval"].YTVOSeval
+
+
+def child_official_ytvis(official: str, gt_json: str, res_json: str) -> dict:
+    import contextlib
+    import io
+    YTVOS, YTVOSeval = _load_official_ytvis(official)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = YTVOS(gt_json)
+        dt = gt.loadRes(res_json)
+        E = YTVOSeval(gt, dt, "segm")
+        E.evaluate()
+        E.accumulate()
+        E.summarize()
+    keys = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
+            "AR_small", "AR_medium", "AR_large"]
+    return {"time": time.perf_counter() - t0, "peak_mb": _peak_mb(),
+            "global": {k: float(v) for k, v in zip(keys, E.stats)}}
+
+
+def child_ours_ytvis(gt_json: str, res_json: str) -> dict:
+    from vosbench.metrics.vis import evaluate_ytvis_json
+    t0 = time.perf_counter()
+    s = evaluate_ytvis_json(gt_json, res_json)
+    return {"time": time.perf_counter() - t0, "peak_mb": _peak_mb(),
+            "global": {k: v for k, v in s.items() if k != "mAP"}}
+
+
+def child_t_parts(official: str, gt: str, results: str, num_seqs: int) -> dict:
+    """T on the union masks of the first ``num_seqs`` sequences: ours end to end, and the
+    official toolkit's pure-Python T steps (``sc_compute`` x2, ``hist_cost_2``,
+    ``get_bijective_pairs``) fed with our contours and our path. The C++ steps of the official
+    T (mask2poly, Dijkstra) are not included, so the official time is a lower bound."""
+    import importlib.util
+    import types
+    import numpy as np
+    from PIL import Image
+    from vosbench.metrics import tstab
+    if not hasattr(np, "int"):
+        np.int = int  # removed in numpy 1.24; sc_compute uses it
+    sys.modules.setdefault("tstab", types.ModuleType("tstab"))  # C++ module, not needed here
+    spec = importlib.util.spec_from_file_location(
+        "davis16_t", Path(official) / "davis" / "python" / "lib" / "davis" / "measures" /
+        "t_stability.py")
+    off = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(off)
+    seqs = (Path(gt) / "ImageSets" / "2017" / "val.txt").read_text().split()[:num_seqs]
+    t_ours = t_off = 0.0
+    worst = 0.0
+    n_pairs = 0
+    for seq in seqs:
+        names = sorted(p.name for p in (Path(gt) / "Annotations" / "480p" / seq).glob("*.png"))
+        masks = [np.asarray(Image.open(Path(results) / seq / n)) > 0 for n in names[1:-1]]
+        t0 = time.perf_counter()
+        ours = tstab.temporal_stability_series(masks) * 5.0
+        t_ours += time.perf_counter() - t0
+        descs = [tstab.contour_descriptor(m) for m in masks]
+        for k in range(len(masks) - 1):
+            d1, d2 = descs[k], descs[k + 1]
+            if d1 is None or d2 is None:
+                continue
+            n_pairs += 1
+            up1, up2 = d1[0], d2[0]
+            t0 = time.perf_counter()
+            s1, _ = off.sc_compute(up1.T, np.zeros((1, len(up1))), None, 12, 5, 1 / 8.0, 2.0,
+                                   np.zeros((1, len(up1))))
+            s2, _ = off.sc_compute(up2.T, np.zeros((1, len(up2))), None, 12, 5, 1 / 8.0, 2.0,
+                                   np.zeros((1, len(up2))))
+            cost = off.hist_cost_2(s1, s2)
+            t_off += time.perf_counter() - t0
+            _, sx, sy = tstab.match_dtw(cost)
+            c2 = np.roll(np.roll(cost, -(sy + 1), axis=1), -(sx + 1), axis=0)
+            pairs, _, _ = tstab.match_dtw(c2)
+            pairs = pairs.copy()
+            pairs[:, 0] = np.mod(pairs[:, 0] + sx + 1, cost.shape[0])
+            pairs[:, 1] = np.mod(pairs[:, 1] + sy + 1, cost.shape[1])
+            t0 = time.perf_counter()
+            bij = off.get_bijective_pairs(pairs, cost)
+            val = float(np.average(cost[bij[:, 0], bij[:, 1]])) * 5.0
+            t_off += time.perf_counter() - t0
+            worst = max(worst, abs(val - ours[k]))
+    return {"time_ours": t_ours, "time_official_python_parts": t_off, "pairs": n_pairs,
+            "max_diff": worst, "peak_mb": _peak_mb()}
+
+
+CHILDREN = {
+    "t_parts": lambda a: child_t_parts(a.official, a.gt, a.results, a.t_sample_seqs),
+    "ours_davis2017": lambda a: child_ours_davis(a.gt, a.results, False, "davis2017"),
+    "ours_davis2016_t": lambda a: child_ours_davis(a.gt, a.results, True, "davis2016"),
+    "official_davis2017": lambda a: child_official_davis2017(a.official, a.gt, a.results),
+    "official_davis2016_jf": lambda a: child_official_davis2016_jf(a.official, a.gt, a.results),
+    "official_ytvis": lambda a: child_official_ytvis(a.official, a.gt, a.results),
+    "ours_ytvis": lambda a: child_ours_ytvis(a.gt, a.results),
+}
+
+
+def run_child(name: str, **kw) -> dict:
+    cmd = [sys.executable, __file__, "--_child", name]
+    for k, v in kw.items():
+        cmd += [f"--{k.replace('_', '-')}", str(v)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"child {name} failed:\n{p.stderr[-4000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------- main
+def _max_diff(a_rows, b_rows, keys, b_key_map=None) -> float:
+    b = {r["Sequence"]: r for r in b_rows}
+    worst = 0.0
+    for r in a_rows:
+        o = b[r["Sequence"]]
+        for k in keys:
+            x, y = r[k], o[k]
+            if x is None and y is None:
+                continue
+            if x is None or y is None:
+                return float("inf")
+            import math
+            if math.isnan(x) and math.isnan(y):
+                continue
+            worst = max(worst, abs(x - y))
+    return worst
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--official", default=None, help="folder with the official checkouts")
+    ap.add_argument("--workdir", default="/tmp/vosbench_metrics_bench")
+    ap.add_argument("--sequences", type=int, default=30)
+    ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--ytvis-videos", type=int, default=300)
+    ap.add_argument("--ytvis-frames", type=int, default=30)
+    ap.add_argument("--skip-t", action="store_true")
+    ap.add_argument("--t-sample-seqs", type=int, default=5,
+                    help="sequences used for the T comparison with the official Python steps")
+    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--gt", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--results", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a._child:
+        print(json.dumps(CHILDREN[a._child](a)))
+        return
+
+    from vosbench.metrics.testing import make_davis_set, make_ytvis_set
+    work = Path(a.workdir)
+    dset = work / f"davis_{a.sequences}x{a.frames}"
+    yset = work / f"ytvis_{a.ytvis_videos}x{a.ytvis_frames}"
+    t0 = time.perf_counter()
+    if not (dset / "results").is_dir():
+        make_davis_set(dset, num_sequences=a.sequences, num_frames=a.frames)
+    if not (yset / "results.json").is_file():
+        make_ytvis_set(yset, num_videos=a.ytvis_videos, num_frames=a.ytvis_frames)
+    print(f"data ready in {time.perf_counter() - t0:.1f}s under {work}")
+    gt, res = str(dset / "gt"), str(dset / "results")
+    lines = []
+
+    def report(s):
+        print(s, flush=True)
+        lines.append(s)
+
+    report(f"# DAVIS-2017 semi-supervised J&F: {a.sequences} sequences x {a.frames} frames, 854x480")
+    ours = run_child("ours_davis2017", gt=gt, results=res)
+    report(f"ours      : {ours['time']:7.2f} s, peak {ours['peak_mb']:6.0f} MB, "
+           f"J&F {ours['global']['J&F']:.6f}")
+    if a.official:
+        off = run_child("official_davis2017", official=a.official, gt=gt, results=res)
+        keys = ["J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"]
+        d_rows = _max_diff(ours["rows"], off["rows"], keys)
+        d_glob = max(abs(ours["global"][k] - off["global"][k]) for k in off["global"])
+        report(f"official  : {off['time']:7.2f} s, peak {off['peak_mb']:6.0f} MB, "
+               f"J&F {off['global']['J&F']:.6f}")
+        report(f"speed-up  : {off['time'] / ours['time']:.1f}x, memory ratio "
+               f"{off['peak_mb'] / ours['peak_mb']:.1f}x, max |diff| per-object "
+               f"{d_rows:.2e}, global {d_glob:.2e} ({len(ours['rows'])} objects)")
+
+    if not a.skip_t:
+        report("\n# DAVIS-2016 (union foreground) J, F and T on the same results")
+        o16 = run_child("ours_davis2016_t", gt=gt, results=res)
+        report(f"ours J/F/T: {o16['time']:7.2f} s, peak {o16['peak_mb']:6.0f} MB, "
+               f"J {o16['global']['J_mean']:.6f} F {o16['global']['F_mean']:.6f} "
+               f"T {o16['global']['T_mean']:.6f}")
+        report("official T: not run (C++ tstab extension, Boost.Python, python-2 glue); the issue "
+               "quotes ~600 s on 2 cores for such a set")
+        report(f"T speed-up vs the quoted 600 s: {600.0 / o16['time']:.1f}x (J/F time included "
+               "in ours)")
+        if a.official:
+            tp = run_child("t_parts", official=a.official, gt=gt, results=res,
+                           t_sample_seqs=a.t_sample_seqs)
+            report(f"T on {a.t_sample_seqs} sequences ({tp['pairs']} pairs): ours end to end "
+                   f"{tp['time_ours']:.2f} s; official Python steps alone (sc_compute, hist_cost_2, "
+                   f"get_bijective_pairs; C++ contour + Dijkstra excluded) {tp['time_official_python_parts']:.2f} s "
+                   f"-> speed-up >= {tp['time_official_python_parts'] / tp['time_ours']:.1f}x; "
+                   f"max |T diff| {tp['max_diff']:.2e}")
+            o16f = run_child("official_davis2016_jf", official=a.official, gt=gt, results=res)
+            ours_rows = [{"Sequence": r["Sequence"], "J-Mean": r["J-Mean"], "F-Mean": r["F-Mean"]}
+                         for r in o16["rows"]]
+            d = _max_diff(ours_rows, o16f["rows"], ["J-Mean", "F-Mean"])
+            report(f"official 2016 J/F functions: {o16f['time']:7.2f} s; max |diff| per-sequence "
+                   f"J/F mean {d:.2e}")
+
+    report(f"\n# YouTube-VIS: {a.ytvis_videos} videos x {a.ytvis_frames} frames, 360x640")
+    oy = run_child("ours_ytvis", gt=str(yset / "gt.json"), results=str(yset / "results.json"))
+    report(f"ours      : {oy['time']:7.2f} s, peak {oy['peak_mb']:6.0f} MB, AP {oy['global']['AP']:.6f}")
+    if a.official:
+        fy = run_child("official_ytvis", official=a.official, gt=str(yset / "gt.json"),
+                       results=str(yset / "results.json"))
+        d = max(abs(oy["global"][k] - fy["global"][k]) for k in fy["global"])
+        report(f"official  : {fy['time']:7.2f} s, peak {fy['peak_mb']:6.0f} MB, AP {fy['global']['AP']:.6f}")
+        report(f"speed-up  : {fy['time'] / oy['time']:.2f}x, max |diff| over the 12 AP/AR "
+               f"numbers {d:.2e}")
+        report("  " + ", ".join(f"{k} {oy['global'][k]:.4f}" for k in oy["global"]))
+
+
+if __name__ == "__main__":
+    main()
