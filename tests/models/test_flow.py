@@ -213,7 +213,7 @@ def test_real_frames_dis_moves_blackswan_mask(davis_mini):
     from vosbench.utils.io import read_image, read_index_png
 
     seq = "blackswan"
-    img = [torch.from_numpy(read_image(davis_mini / "JPEGImages/480p" / seq / f"{i:05d}.jpg")).permute(2, 0, 1).float() / 255
+    img = [torch.from_numpy(read_image(davis_mini / "JPEGImages/480p" / seq / f"{i:05d}.jpg").copy()).permute(2, 0, 1).float() / 255
            for i in (0, 5)]
     gt = [torch.from_numpy(read_index_png(davis_mini / "Annotations/480p" / seq / f"{i:05d}.png") > 0)
           for i in (0, 5)]
@@ -274,3 +274,13 @@ def test_precompute_flow_tool_is_resumable(tmp_path, capsys):
                                                                   videos[0].frames[1].image), atol=0.01)
     with pytest.raises(SystemExit, match="unknown video ids"):
         tool.main(argv + ["--videos", "nope"])
+
+
+def test_dis_pickles_for_dataloader_workers():
+    import pickle
+
+    est = build_flow({"name": "dis", "preset": "fast"})
+    a, b = textured_pair(2, 1)
+    flow = est(a, b)  # creates the (unpicklable) OpenCV object
+    clone = pickle.loads(pickle.dumps(est))
+    assert clone.preset == "fast" and torch.equal(clone(a, b), flow)
