@@ -64,3 +64,18 @@ def test_errors_name_the_file_and_keys(tmp_path):
     torch.save({"epoch": 3}, tmp_path / "nosd.pth")
     with pytest.raises(WeightsError, match="neither a state dict"):
         read_state_dict(tmp_path / "nosd.pth")
+
+
+def test_batchnorm_file_loads_into_frozen_batchnorm(tmp_path):
+    from torchvision.ops import FrozenBatchNorm2d
+
+    src = make()
+    src[1].running_mean.fill_(0.5)
+    path = tmp_path / "bn.pth"
+    torch.save(src.state_dict(), path)  # has 1.num_batches_tracked
+    dst = nn.Sequential(nn.Conv2d(3, 4, 3), FrozenBatchNorm2d(4))
+    load_weights(dst, path)  # strict, yet num_batches_tracked is not "unexpected"
+    assert torch.equal(dst[1].running_mean, torch.full((4,), 0.5))
+    torch.save(src.state_dict() | {"1.other": torch.zeros(1)}, path)
+    with pytest.raises(WeightsError, match="unexpected 1 key.*1.other"):
+        load_weights(dst, path)

@@ -92,6 +92,13 @@ def load_state_dict_checked(module: nn.Module, state_dict: Mapping[str, Tensor],
         WeightsError: listing the missing / unexpected / mismatched keys and naming ``source``.
     """
     own = module.state_dict()
+    # FrozenBatchNorm2d drops a BatchNorm file's `num_batches_tracked` itself (torchvision does
+    # the same), so such keys are not "unexpected".
+    from torchvision.ops import FrozenBatchNorm2d
+
+    frozen = {f"{n}.num_batches_tracked" if n else "num_batches_tracked"
+              for n, m in module.named_modules() if isinstance(m, FrozenBatchNorm2d)}
+    state_dict = {k: v for k, v in state_dict.items() if k not in frozen}
     mismatched = [f"{k}: file {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in state_dict.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     missing = sorted(set(own) - set(state_dict))
