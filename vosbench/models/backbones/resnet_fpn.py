@@ -78,28 +78,17 @@ class ResNetFPN(BackboneWithFPN):
 
 
 def _load_trunk(trunk: nn.Module, weights: str | os.PathLike, norm: str) -> None:
-    """Load an ImageNet classification state dict (``fc.*`` ignored) into the trunk."""
-    sd = read_state_dict(weights)
-    sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+    """Load an ImageNet classification state dict into the trunk (``fc.*`` is not used).
+
+    With ``norm="gn"`` the file's BN running statistics are dropped (GN has none); every other
+    key must match (``WeightsError`` lists the missing / unexpected / mismatched keys).
+    """
+    sd = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("fc.")}
     own = trunk.state_dict()
-    if norm == "gn":  # GN has no running statistics: drop exactly those BN buffers
+    if norm == "gn":
         sd = {k: v for k, v in sd.items() if not (k.rsplit(".", 1)[-1] in _BN_STATS and k not in own)}
-    if norm == "frozen_bn":  # FrozenBatchNorm2d has no num_batches_tracked
-        sd = {k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
-    own_no_fc = {k for k in own if not k.startswith("fc.")}
-    missing = sorted(own_no_fc - set(sd))
-    if missing:
-        from vosbench.models.weights import WeightsError
-
-        raise WeightsError(f"{weights} does not fit {type(trunk).__name__}: missing {len(missing)} "
-                           f"key(s): {', '.join(missing[:20])}")
-    load_state_dict_checked(trunk, sd, strict=False, source=str(weights))
-    unexpected = sorted(set(sd) - set(own))
-    if unexpected:
-        from vosbench.models.weights import WeightsError
-
-        raise WeightsError(f"{weights} does not fit {type(trunk).__name__}: unexpected "
-                           f"{len(unexpected)} key(s): {', '.join(unexpected[:20])}")
+    own_fc = {k: v for k, v in own.items() if k.startswith("fc.")}
+    load_state_dict_checked(trunk, {**own_fc, **sd}, strict=True, source=str(weights))
 
 
 def _freeze(trunk: nn.Module, trainable_layers: int) -> None:
