@@ -49,9 +49,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--score-threshold", type=float, default=0.5,
                    help="YouTube-VIS: draw instances scoring at least this")
     args = p.parse_args(argv)
-    bad = [o for o in args.overrides if not o.lstrip("+~").startswith("dataset")]
+    bad = [o for o in args.overrides
+           if not o.lstrip("+~").startswith(("dataset", "hydra.searchpath="))]
     if bad:
-        p.error(f"only dataset overrides are accepted as positional arguments, got {bad}")
+        p.error(f"only dataset overrides (and hydra.searchpath=) are accepted as positional "
+                f"arguments, got {bad}")
     if not args.gt and not args.pred:
         p.error("nothing to draw: pass --pred PATH and/or --gt")
     return args

@@ -28,8 +28,9 @@ class TinyTestMethod(VideoMethod):
     task = "vos"
     trainable = True
 
-    def __init__(self, *, hidden: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, *, hidden: int = 4, dropout: float = 0.0, step_delay: float = 0.0) -> None:
         super().__init__()
+        self.step_delay = step_delay  # seconds slept per training step (kill-and-resume test)
         self.conv1 = nn.Conv2d(3, hidden, 3, padding=1)
         self.conv2 = nn.Conv2d(hidden, 1, 3, padding=1)
         self.dropout = nn.Dropout2d(dropout)
@@ -41,6 +42,10 @@ class TinyTestMethod(VideoMethod):
         return self.conv2(self.dropout(x))
 
     def training_step(self, batch: VideoBatch) -> dict[str, Tensor]:
+        if self.step_delay:
+            import time
+
+            time.sleep(self.step_delay)
         b, t, _, h, w = batch.images.shape
         logits = self.logits(batch.images.flatten(0, 1)).view(b, t, h, w)
         valid = batch.obj_valid[:, None, :, None, None]

@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from vosbench.config import ConfigError
 from vosbench.engine import comm
 
 
@@ -41,7 +42,7 @@ class InfiniteLoader:
         seed: shuffling / worker seed, the same on every rank.
         start_batch: number of batches already consumed (resume); the stream continues there.
     Raises:
-        ValueError: the dataset has fewer samples per rank than one batch.
+        ConfigError: the dataset has fewer samples per rank than one batch.
     """
 
     def __init__(self, dataset: Dataset, *, batch_size: int, collate_fn: Callable, num_workers: int = 0,
@@ -57,7 +58,7 @@ class InfiniteLoader:
             seed=self.seed, drop_last=False)
         self.batches_per_epoch = self.sampler.num_samples // self.batch_size
         if self.batches_per_epoch == 0:
-            raise ValueError(
+            raise ConfigError(
                 f"the training set has {len(dataset)} clips, {self.sampler.num_samples} per rank, "  # type: ignore[arg-type]
                 f"fewer than one batch of {self.batch_size}; lower trainer.batch_size or raise "
                 "trainer.clip.samples_per_epoch")

@@ -129,21 +129,40 @@ def build_scheduler(cfg: Mapping[str, Any] | None, optimizer: torch.optim.Optimi
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [warm, main], milestones=[warmup_iters])
 
 
-def setup_logging(output_dir: Path | None = None) -> None:
-    """Log INFO to stderr (rank 0 only) and to ``<output_dir>/log.txt`` unless handlers exist."""
+def setup_logging(output_dir: Path | None = None) -> list[logging.Handler]:
+    """Log INFO to stderr (rank 0 only) and to ``<output_dir>/log.txt`` unless a file log exists.
+
+    Returns:
+        The handlers added (the caller removes them with ``remove_handlers`` when the job ends,
+        so jobs run one after another in one process do not log into each other's files).
+    """
     root = logging.getLogger()
+    added: list[logging.Handler] = []
     if not root.handlers:
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("[%(asctime)s %(name)s] %(message)s", "%H:%M:%S"))
-        root.addHandler(h)
-    root.setLevel(logging.INFO if comm.is_main_process() else logging.WARNING)
+        added.append(h)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+    if not comm.is_main_process():
+        logging.getLogger("vosbench").setLevel(logging.WARNING)
     if output_dir is not None and comm.is_main_process():
         output_dir.mkdir(parents=True, exist_ok=True)
-        path = output_dir / "log.txt"
-        if not any(getattr(h, "baseFilename", None) == str(path) for h in root.handlers):
-            fh = logging.FileHandler(path)
+        # Under Hydra the job log (<output_dir>/<tool>.log) is already a file handler.
+        if not any(isinstance(h, logging.FileHandler) for h in root.handlers):
+            fh = logging.FileHandler(output_dir / "log.txt")
             fh.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
-            root.addHandler(fh)
+            added.append(fh)
+    for h in added:
+        root.addHandler(h)
+    return added
+
+
+def remove_handlers(handlers: list[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for h in handlers:
+        root.removeHandler(h)
+        h.close()
 
 
 def build_method(cfg: Any, device: torch.device | str = "cpu") -> nn.Module:
@@ -199,14 +218,21 @@ def train(cfg: Any) -> dict[str, Any]:
     Returns:
         ``{"output_dir", "iteration", "last_checkpoint", "final_checkpoint", "eval"}``.
     """
+    cfg = as_config(cfg)
+    device = comm.init_distributed(cfg.device)
+    handlers = setup_logging(Path(cfg.output_dir))
+    try:
+        return _train(cfg, device)
+    finally:
+        remove_handlers(handlers)
+
+
+def _train(cfg: Any, device: torch.device) -> dict[str, Any]:
     from vosbench.data import ClipDataset, build_dataset, collate_clips
 
-    cfg = as_config(cfg)
     t = cfg.trainer
-    device = comm.init_distributed(cfg.device)
     rank, world = comm.get_rank(), comm.get_world_size()
     output_dir = Path(cfg.output_dir)
-    setup_logging(output_dir)
     if comm.is_main_process():
         from omegaconf import OmegaConf
 

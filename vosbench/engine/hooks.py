@@ -215,6 +215,7 @@ class MetricsLogger(HookBase):
         if not comm.is_main_process():
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._truncate_after(self.trainer.start_iter)
         if self.use_tb:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -224,11 +225,34 @@ class MetricsLogger(HookBase):
             except ImportError as e:  # pragma: no cover - tensorboard is a dependency
                 logger.warning("TensorBoard logging disabled: %s", e)
 
+    def _truncate_after(self, iteration: int) -> None:
+        """On resume, drop the records a killed run wrote after its last checkpoint (they are
+        about to be written again), as TensorBoard's ``purge_step`` does for the event files."""
+        path = self.output_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        keep = []
+        for line in lines:
+            try:
+                if json.loads(line).get("iteration", 0) <= iteration:
+                    keep.append(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                continue
+        if len(keep) != len(lines):
+            from vosbench.utils.io import atomic_write
+
+            with atomic_write(path, "w") as f:
+                f.write("".join(k + "\n" for k in keep))
+
     def _write(self, record: dict[str, Any], prefix: str = "") -> None:
         if not comm.is_main_process():
             return
+        # Non-finite values (a T_mean with no frames...) become null: strict JSON.
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                 for k, v in record.items()}
         with open(self.output_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(clean) + "\n")
         if self._tb is not None:
             step = record["iteration"]
             for k, v in record.items():

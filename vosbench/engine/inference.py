@@ -439,15 +439,24 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     Writes ``<output_dir>/predictions/`` (DAVIS PNGs, or YouTube-VIS ``results.json`` +
     ``submission.zip``) when ``save_predictions``, and ``<output_dir>/metrics.json``.
     """
-    from vosbench.config import ConfigError
-    from vosbench.data import build_dataset
-    from vosbench.engine.checkpoint import load_model_weights
-    from vosbench.engine.defaults import as_config, build_method, seed_everything, setup_logging
+    from vosbench.engine.defaults import as_config, remove_handlers, setup_logging
 
     cfg = as_config(cfg)
     device = comm.init_distributed(cfg.device)
+    handlers = setup_logging(Path(cfg.output_dir))
+    try:
+        return _evaluate(cfg, device)
+    finally:
+        remove_handlers(handlers)
+
+
+def _evaluate(cfg: Any, device: torch.device) -> dict[str, Any]:
+    from vosbench.config import ConfigError
+    from vosbench.data import build_dataset
+    from vosbench.engine.checkpoint import load_model_weights
+    from vosbench.engine.defaults import build_method, seed_everything
+
     out = Path(cfg.output_dir)
-    setup_logging(out)
     seed_everything(int(cfg.seed))
     method = build_method(cfg, device)
     if cfg.checkpoint:
