@@ -137,3 +137,19 @@ def test_multirun_sweep_runs_each_job(synth_root, tmp_path):
              f"output_dir={tmp_path}")
     w0, w1 = _weights(tmp_path / "0" / "model_final.pth"), _weights(tmp_path / "1" / "model_final.pth")
     assert not torch.equal(w0["conv1.weight"], w1["conv1.weight"])  # different seeds, separate jobs
+
+
+def test_slurm_launcher_config_composes():
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    from hydra import compose, initialize_config_dir
+
+    from vosbench.config import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                                           "hydra.launcher.tasks_per_node=4", SEARCHPATH],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher.partition == "gpu" and launcher.tasks_per_node == 4
+    assert launcher.max_num_timeout > 0  # requeued after a timeout; resume=true continues the run
