@@ -2,20 +2,21 @@
 test (official-format output + evaluation + FPS/memory), visualize."""
 from __future__ import annotations
 
+import importlib.util
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import REPO, SEARCHPATH, compose_cfg, data_overrides, run_tool
+from tools_testing import REPO, SEARCHPATH, compose_cfg, data_overrides, run_tool
 from vosbench.engine.defaults import train
 from vosbench.utils.io import read_index_png
 
-sys.path.insert(0, str(REPO / "tools"))
-import visualize as visualize_tool  # noqa: E402  (tools/visualize.py)
+_spec = importlib.util.spec_from_file_location("vosbench_tools_visualize", REPO / "tools" / "visualize.py")
+visualize_tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(visualize_tool)
 
 
 @pytest.mark.slow

@@ -15,7 +15,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from conftest import REPO, RUN_TOOL, SEARCHPATH, compose_cfg, data_overrides, run_tool, tool_env
+from tools_testing import REPO, RUN_TOOL, SEARCHPATH, compose_cfg, data_overrides, run_tool, tool_env
 from vosbench.engine.cli import run_tool as run_job
 from vosbench.engine.defaults import train
 
