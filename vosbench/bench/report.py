@@ -50,6 +50,8 @@ def _fmt(key: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if key == "params_m":
+        if v == 0:
+            return "0"
         return f"{v:.3f}" if v < 1 else f"{v:.2f}"
     if key == "peak_mem_mb":
         return f"{v:.0f}"

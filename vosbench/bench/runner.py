@@ -334,6 +334,8 @@ def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool 
     results = []
     bar = tqdm(jobs, desc="bench jobs", unit="job", disable=not progress or not jobs,
                file=sys.stderr, dynamic_ncols=True)
+    if progress and jobs:
+        log = bar.write  # noqa: F811  (keep log lines from tearing the progress bar)
     for job in bar:
         bar.set_postfix_str(f"{job.row} on {job.dataset}")
         entry = cache.get(job.row, job.dataset, job.key)

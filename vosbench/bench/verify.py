@@ -38,7 +38,7 @@ def check(expected: list[Expectation], jobs: list[dict]) -> list[dict]:
             else:
                 diff = abs(float(v) - e.value)
                 row.update(measured=float(v), status="ok" if diff <= e.tol else "FAIL",
-                           why="" if diff <= e.tol else f"|{v:.4f} - {e.value:.4f}| = {diff:.4f} > {e.tol}")
+                           why="" if diff <= e.tol else f"off by {diff:.4f} > tol {e.tol}")
         out.append(row)
     return out
 
