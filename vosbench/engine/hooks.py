@@ -114,9 +114,10 @@ class PeriodicCheckpointer(HookBase):
 
     def after_step(self) -> None:
         done = self.trainer.iter + 1
-        if done == self.trainer.max_iter or (self.period > 0 and done % self.period == 0):
+        keep = self.keep_every > 0 and done % self.keep_every == 0
+        if done == self.trainer.max_iter or (self.period > 0 and done % self.period == 0) or keep:
             self.save(self.last_path)
-            if self.keep_every > 0 and done % self.keep_every == 0 and comm.is_main_process():
+            if keep and comm.is_main_process():
                 # A hard link would share the inode that the next atomic save replaces; copy.
                 import shutil
 
