@@ -9,14 +9,16 @@ from vosbench.utils.io import DataError
 
 
 def runtime_output_dir(cfg: Any) -> None:
-    """In a ``-m`` sweep every job writes to ``<output_dir>/<job number>`` (Hydra's sweep subdir)."""
+    """Use the folder Hydra created for this job as ``cfg.output_dir``.
+
+    In a ``-m`` sweep that is ``<output_dir>/<job number>`` (Hydra's sweep subdir); in a single
+    run it is ``output_dir`` itself, resolved once (so a default ``outputs/${now:...}`` names the
+    same folder for Hydra's files and ours).
+    """
     from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
 
     if HydraConfig.initialized():
-        hc = HydraConfig.get()
-        if hc.mode == RunMode.MULTIRUN:
-            cfg.output_dir = hc.runtime.output_dir
+        cfg.output_dir = HydraConfig.get().runtime.output_dir
 
 
 def run_tool(fn: Callable[[Any], Any], cfg: Any) -> Any:
