@@ -35,6 +35,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="processes over sequences")
     p.add_argument("--allow-missing", action="store_true",
                    help="count missing result frames/sequences as empty (reported)")
+    p.add_argument("--ignore-extra-labels", action="store_true",
+                   help="davis2017: ignore labels above the first-frame object count (reported) "
+                        "instead of stopping as the official script does")
     p.add_argument("--with-t", action="store_true",
                    help="also compute T per object (davis2017/segtrackv2; always on for davis2016)")
     p.add_argument("--no-t", action="store_true", help="skip T for davis2016")
@@ -64,13 +67,16 @@ def main(argv=None) -> int:
             a.task, a.gt, a.results, a.out, split=a.split or "val", resolution=a.resolution,
             workers=a.workers, allow_missing=a.allow_missing, with_t=with_t,
             t_from_db_info=a.t_from_db_info, fix_uint8_wrap=a.fix_uint8_wrap,
-            use_cache=not a.no_cache, progress=not a.quiet)
+            use_cache=not a.no_cache, progress=not a.quiet,
+            ignore_extra_labels=a.ignore_extra_labels)
     except (EvaluationError, YTVISFormatError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     g = rep["global"]
     print(" ".join(f"{k}={g[k]:.4f}" for k in ("J&F", "J_mean", "J_recall", "J_decay", "F_mean",
                                              "F_recall", "F_decay", "T_mean") if k in g))
+    for seq, frames in rep.get("ignored_extra_label_frames", {}).items():
+        print(f"warning: {seq}: labels above the object count ignored in {len(frames)} frames")
     if rep["missing_frames"]:
         print(f"warning: {rep['missing_frames']} missing result frames counted as empty")
     print(f"wrote {Path(a.out) / 'results.json'}")

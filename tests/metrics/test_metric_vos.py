@@ -165,6 +165,30 @@ def test_object_absent_in_first_frame_and_late_ids():
     bad = [(f"{t:05d}", g, np.full_like(g, 3)) for t, g in enumerate([g0, g1, g1, g0])]
     with pytest.raises(EvaluationError, match="label 3 is above the number of objects"):
         eval_semisupervised_sequence("s", bad, where="res/s")
+    lenient = eval_semisupervised_sequence("s", bad, check_labels=False)
+    assert lenient.extra_label_frames == ["00001", "00002"]
+    assert (lenient.J[1] == 0).all()
+
+
+def test_streaming_late_object_warns_not_fails():
+    sample, pred = _sample_and_prediction("seq000", DAVIS / "results")
+    # a late object (id above the frame-0 count) predicted everywhere
+    H, W = sample.orig_size
+    frames = list(pred.frames)
+    extra = torch.zeros(H, W, dtype=torch.bool)
+    extra[:3, :3] = True
+    new = [FramePrediction(f.index, torch.cat([f.masks, extra[None]])) for f in frames]
+    ids = torch.cat([pred.obj_ids, torch.tensor([9])])
+    p2 = VideoPrediction(pred.video_id, ids, torch.ones(len(ids)), torch.full((len(ids),), -1),
+                         new, pred.orig_size, pred.num_frames)
+    ev = build_evaluator("davis2017")
+    with pytest.warns(UserWarning, match="above the first-frame object count"):
+        ev.process(sample, p2)
+    strict = build_evaluator("davis2017", extra_labels="error")
+    with pytest.raises(EvaluationError):
+        strict.process(sample, VideoPrediction(pred.video_id, ids, torch.ones(len(ids)),
+                                               torch.full((len(ids),), -1), new, pred.orig_size,
+                                               pred.num_frames))
 
 
 # ----------------------------------------------------------------------------- bad input

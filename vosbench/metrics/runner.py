@@ -157,6 +157,7 @@ class VOSJob:
     allow_missing: bool = False
     with_t: bool = False
     bound_th: float = 0.008
+    ignore_extra_labels: bool = False
     dataset_kwargs: dict = field(default_factory=dict)
 
 
@@ -189,7 +190,8 @@ def run_vos_job(job: VOSJob) -> dict:
                                               bound_th=job.bound_th, where=where)
             else:
                 res = eval_semisupervised_sequence(job.seq, frames(), with_t=job.with_t,
-                                                   bound_th=job.bound_th, where=where)
+                                                   bound_th=job.bound_th, where=where,
+                                                   check_labels=not job.ignore_extra_labels)
     return {"result": res.to_json(), "missing": missing}
 
 
@@ -307,7 +309,8 @@ def evaluate_vos_folder(task: str, gt: str | Path, results: str | Path, out: str
                         t_from_db_info: bool = False, fix_uint8_wrap: bool = False,
                         use_cache: bool = True, progress: bool = True,
                         sequences: Sequence[str] | None = None,
-                        dataset_kwargs: dict | None = None) -> dict:
+                        dataset_kwargs: dict | None = None,
+                        ignore_extra_labels: bool = False) -> dict:
     """Evaluate a VOS results folder and write the official CSVs plus ``results.json``.
 
     Returns:
@@ -335,7 +338,8 @@ def evaluate_vos_folder(task: str, gt: str | Path, results: str | Path, out: str
         info = yaml.safe_load((gt / "db_info.yml").read_text())
         t_seqs = {s["name"] for s in info.get("sequences", []) if s.get("eval_t", True)}
     jobs = [VOSJob(task, str(gt), str(results), s, split, resolution, allow_missing,
-                   bool(with_t and s in t_seqs), dataset_kwargs=dict(dataset_kwargs or {}))
+                   bool(with_t and s in t_seqs), ignore_extra_labels=ignore_extra_labels,
+                   dataset_kwargs=dict(dataset_kwargs or {}))
             for s in seqs]
     cache_dir = str(out / "cache" / task) if use_cache else None
     outs: list[dict] = []
@@ -378,8 +382,10 @@ def evaluate_vos_folder(task: str, gt: str | Path, results: str | Path, out: str
             if s.T is not None:
                 d["T"] = s.T[k].tolist()
             per_frame[row] = d
+    extra = {s.name: s.extra_label_frames for s in seq_results if s.extra_label_frames}
     report = {"task": task, "split": split, "global": glob, "per_object": rows,
               "per_frame": per_frame, "missing_frames": len(missing),
+              "ignored_extra_label_frames": extra,
               "missing_files": missing[:1000], "num_sequences": len(seq_results),
               "cached_sequences": sum(1 for o in outs if o.get("cached"))}
     from vosbench.utils.io import write_json

@@ -71,6 +71,7 @@ class SequenceResult:
     T: np.ndarray | None = None
     row_names: list[str] = field(default_factory=list)
     missing_frames: int = 0
+    extra_label_frames: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.row_names:
@@ -95,7 +96,8 @@ class SequenceResult:
             return [[None if not np.isfinite(v) else float(v) for v in row] for row in a]
         return {"name": self.name, "obj_ids": [int(i) for i in self.obj_ids], "frames": self.frames,
                 "J": ls(self.J), "F": ls(self.F), "T": None if self.T is None else ls(self.T),
-                "row_names": self.row_names, "missing_frames": self.missing_frames}
+                "row_names": self.row_names, "missing_frames": self.missing_frames,
+                "extra_label_frames": list(self.extra_label_frames)}
 
     @classmethod
     def from_json(cls, d: dict) -> "SequenceResult":
@@ -105,7 +107,8 @@ class SequenceResult:
         n = len(d["frames"])
         return cls(d["name"], list(d["obj_ids"]), list(d["frames"]), arr(d["J"], n), arr(d["F"], n),
                    None if d.get("T") is None else arr(d["T"], max(n - 1, 0)),
-                   list(d["row_names"]), int(d.get("missing_frames", 0)))
+                   list(d["row_names"]), int(d.get("missing_frames", 0)),
+                   list(d.get("extra_label_frames", [])))
 
 
 def _nanmean(x) -> float:
@@ -155,6 +158,7 @@ class _SemiAccumulator:
         self.F: list[np.ndarray] = []
         self.T: list[np.ndarray] = []
         self._prev_desc: list | None = None
+        self.extra_label_frames: list[str] = []
         self.radius: int | None = None
 
     def add(self, frame_name: str, gt: np.ndarray, pred: np.ndarray) -> None:
@@ -238,7 +242,9 @@ def eval_semisupervised_sequence(
         raise EvaluationError(f"{where or name}: sequence {name!r} has no ground-truth frame")
     if pending is not None and not drop_first_last:
         _semi_add(acc, *pending, check_labels=check_labels, where=where)
-    return acc.result(drop_last=False)
+    res = acc.result(drop_last=False)
+    res.extra_label_frames = acc.extra_label_frames
+    return res
 
 
 def _semi_add(acc: _SemiAccumulator, fname: str, gt: np.ndarray, pred, *, check_labels: bool,
@@ -249,10 +255,12 @@ def _semi_add(acc: _SemiAccumulator, fname: str, gt: np.ndarray, pred, *, check_
         raise EvaluationError(f"{where or acc.name}: frame {fname}: prediction size {p.shape} "
                               f"differs from the ground truth {gt.shape}")
     # void (255) is never an object id (ids <= 254), so it is simply not matched: background
-    if check_labels and p.size:
+    if p.size:
         top = int(p.max())
         allowed = max(acc.ids) if acc.ids else 0
-        if top > allowed:
+        if top > allowed and not check_labels:
+            acc.extra_label_frames.append(fname)  # reported by the caller, then ignored
+        elif top > allowed:
             raise EvaluationError(
                 f"{where or acc.name}: frame {fname}: predicted label {top} is above the number of "
                 f"objects ({allowed}) of sequence {acc.name!r} (the official evaluator exits here)")
@@ -507,7 +515,18 @@ class DAVIS2017Evaluator(_VOSEvaluatorBase):
         with_t: compute T per object.
         bound_th: F tolerance (fraction of the diagonal).
         fix_uint8_wrap: corrected decay for sequences longer than 258 frames (not official).
+        extra_labels: what to do with a predicted object whose id is above the object count
+            (an object that enters after frame 0, which the official protocol does not
+            evaluate): ``"warn"`` (default) ignores it and warns with the frames concerned,
+            ``"error"`` raises ``EvaluationError`` as the official script exits.
     """
+
+    def __init__(self, *, with_t: bool = False, bound_th: float = 0.008,
+                 fix_uint8_wrap: bool = False, extra_labels: str = "warn") -> None:
+        super().__init__(with_t=with_t, bound_th=bound_th, fix_uint8_wrap=fix_uint8_wrap)
+        if extra_labels not in ("warn", "error"):
+            raise ValueError(f"extra_labels must be 'warn' or 'error', got {extra_labels!r}")
+        self.extra_labels = extra_labels
 
     def process(self, sample, prediction) -> None:
         pred_ids = _to_numpy(prediction.obj_ids).tolist()
@@ -522,9 +541,14 @@ class DAVIS2017Evaluator(_VOSEvaluatorBase):
                 yield (frame.name or str(frame.index), gt_index_map(frame),
                        pred_index_map(fp.masks, pred_ids, size))
 
-        self._results.append(eval_semisupervised_sequence(
+        res = eval_semisupervised_sequence(
             sample.video_id, frames(), with_t=self.with_t, bound_th=self.bound_th,
-            where=f"video {sample.video_id!r}"))
+            check_labels=self.extra_labels == "error", where=f"video {sample.video_id!r}")
+        if res.extra_label_frames:
+            warnings.warn(f"video {sample.video_id!r}: predicted objects above the first-frame "
+                          f"object count in {len(res.extra_label_frames)} evaluated frames are "
+                          "ignored (DAVIS-2017 protocol; the official script would exit)")
+        self._results.append(res)
 
 
 @METRICS.register("segtrackv2")
@@ -541,11 +565,9 @@ class SegTrackV2Evaluator(_VOSEvaluatorBase):
         pred_ids = _to_numpy(prediction.obj_ids).tolist()
         obj_ids = _to_numpy(sample.obj_ids).tolist()
         size = tuple(prediction.orig_size)
-        labels = list(range(1, len(pred_ids) + 1))
         remap = {int(i): k + 1 for k, i in enumerate(obj_ids)}
 
         def frames():
-            first = True
             for frame, fp in _stream(sample, prediction):
                 g = np.zeros(size, np.uint8)
                 for m, i in zip(_to_numpy(frame.masks), _to_numpy(frame.obj_ids).tolist()):
@@ -554,7 +576,6 @@ class SegTrackV2Evaluator(_VOSEvaluatorBase):
                 # predicted rows -> the same compact labels (unknown ids get labels past K)
                 lab = [remap.get(int(i), len(obj_ids) + 1 + k) for k, i in enumerate(pred_ids)]
                 yield (frame.name or str(frame.index), g, pred_index_map(fp.masks, lab, size))
-                first = False
 
         res = eval_semisupervised_sequence(
             sample.video_id, _drop_first(frames()), with_t=self.with_t, bound_th=self.bound_th,
@@ -562,7 +583,6 @@ class SegTrackV2Evaluator(_VOSEvaluatorBase):
             where=f"video {sample.video_id!r}")
         res.obj_ids = obj_ids
         res.row_names = [f"{sample.video_id}_{i}" for i in obj_ids]
-        del labels
         self._results.append(res)
 
 
