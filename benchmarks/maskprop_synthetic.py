@@ -40,15 +40,88 @@ KEYS = ("mAP", "AP50", "AP75", "AR1", "AR10")
 
 
 def dataset(args: argparse.Namespace, split: str):
-    from vosbench.data import build_dataset
+    """The registered ``synthetic`` dataset in YouTube-VIS format (written, then read back).
 
-    return build_dataset({
-        "name": "synthetic", "root": str(args.data_root), "split": split, "format": "ytvis",
-        "num_videos": args.train_videos if split == "train" else args.val_videos,
-        "num_frames": args.frames if split == "train" else args.val_frames,
-        "height": args.height, "width": args.width, "max_objects": args.max_objects,
-        "seed": args.seed,
-    })
+    Falls back to rendering the same generator in memory (``render_video`` with the split's
+    seed stream) when the data package has no dataset loaders yet.
+    """
+    kw = dict(num_videos=args.train_videos if split == "train" else args.val_videos,
+              num_frames=args.frames if split == "train" else args.val_frames,
+              height=args.height, width=args.width, max_objects=args.max_objects, seed=args.seed)
+    try:
+        from vosbench.data import build_dataset
+    except ImportError:
+        print(f"[{split}] vosbench.data.build_dataset missing: rendering in memory", flush=True)
+        return _in_memory(split, **kw)
+    return build_dataset({"name": "synthetic", "root": str(args.data_root), "split": split,
+                          "format": "ytvis", **kw})
+
+
+def _in_memory(split: str, *, num_videos, num_frames, height, width, max_objects, seed):
+    from vosbench.data.synthetic import SHAPES, _split_seed, render_video
+    from vosbench.structures import Frame, VideoSample
+
+    rng = np.random.default_rng(_split_seed(seed, split))
+    out = []
+    for v in range(num_videos):
+        frames, labels, cats = render_video(rng, num_frames=num_frames, height=height, width=width,
+                                            max_objects=max_objects)
+        ids = torch.arange(1, len(cats) + 1)
+        fr = [Frame(image=torch.from_numpy(frames[t]).permute(2, 0, 1).float() / 255, index=t,
+                    name=f"{t:05d}", masks=torch.from_numpy(labels[t])[None] == ids.view(-1, 1, 1),
+                    obj_ids=ids, labels=torch.tensor(cats, dtype=torch.int64))
+              for t in range(num_frames)]
+        out.append(VideoSample(str(v + 1), fr, task="vis", orig_size=(height, width),
+                               categories=dict(SHAPES), meta={"ytvis_id": v + 1}))
+    return out
+
+
+class _PairClips(torch.utils.data.Dataset):
+    """Stand-in for ``vosbench.data.ClipDataset(num_frames=2, max_stride=gap)`` (random pair,
+    random order, horizontal flip) used only when the data package lacks it."""
+
+    def __init__(self, videos, *, max_gap: int, samples_per_epoch: int, seed: int) -> None:
+        self.videos, self.max_gap, self.n, self.seed = videos, max_gap, samples_per_epoch, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        from vosbench.structures import Frame, VideoSample
+
+        rng = random.Random(self.seed * 1000003 + i + 7919 * random.randrange(1 << 30))
+        s = self.videos[rng.randrange(len(self.videos))]
+        T = len(s.frames)
+        t0 = rng.randrange(T)
+        t1 = min(T - 1, max(0, t0 + rng.choice([-1, 1]) * rng.randint(1, self.max_gap)))
+        flip = rng.random() < 0.5
+        frames = []
+        for k, t in enumerate((t0, t1)):
+            f = s.frames[t]
+            img, m = (f.image.flip(-1), f.masks.flip(-1)) if flip else (f.image, f.masks)
+            frames.append(Frame(image=img, index=k, masks=m, obj_ids=f.obj_ids, labels=f.labels))
+        return VideoSample(s.video_id, frames, task="vis", orig_size=s.orig_size)
+
+
+def _collate_pairs(samples):
+    from vosbench.structures import VideoBatch
+
+    B, T = len(samples), 2
+    H, W = samples[0].frames[0].image.shape[-2:]
+    omax = max(1, max(len(s.frames[0].obj_ids) for s in samples))
+    masks = torch.zeros(B, T, omax, H, W, dtype=torch.bool)
+    ids = torch.full((B, omax), -1, dtype=torch.int64)
+    labels = torch.full((B, omax), -1, dtype=torch.int64)
+    for b, s in enumerate(samples):
+        n = len(s.frames[0].obj_ids)
+        ids[b, :n], labels[b, :n] = s.frames[0].obj_ids, s.frames[0].labels
+        for t, f in enumerate(s.frames):
+            masks[b, t, :n] = f.masks
+    return VideoBatch(images=torch.stack([torch.stack([f.image for f in s.frames]) for s in samples]),
+                      masks=masks, obj_ids=ids, labels=labels, obj_valid=ids >= 0,
+                      annotated=torch.ones(B, T, dtype=torch.bool),
+                      pad=torch.zeros(B, T, H, W, dtype=torch.bool), void=torch.zeros(B, T, H, W, dtype=torch.bool),
+                      frame_idx=torch.zeros(B, T, dtype=torch.int64), samples=samples)
 
 
 def method_cfg(name: str, **over) -> dict:
@@ -60,7 +133,6 @@ def method_cfg(name: str, **over) -> dict:
 def train(args: argparse.Namespace) -> Path:
     from torch.utils.data import DataLoader
 
-    from vosbench.data import ClipDataset, collate_clips
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -68,8 +140,15 @@ def train(args: argparse.Namespace) -> Path:
     ds = dataset(args, "train")
     model = build(method_cfg("maskprop_tiny"), METHODS)
     model.train()
-    clips = ClipDataset(ds, num_frames=2, max_stride=args.max_gap, samples_per_epoch=len(ds) * 4,
-                        hflip=True, seed=args.seed)
+    try:
+        from vosbench.data import ClipDataset, collate_clips
+
+        clips = ClipDataset(ds, num_frames=2, max_stride=args.max_gap, samples_per_epoch=len(ds) * 4,
+                            hflip=True, seed=args.seed)
+    except ImportError:
+        print("vosbench.data.ClipDataset missing: using the in-script pair sampler", flush=True)
+        clips = _PairClips(ds, max_gap=args.max_gap, samples_per_epoch=len(ds) * 4, seed=args.seed)
+        collate_clips = _collate_pairs
     loader = DataLoader(clips, batch_size=args.batch, shuffle=True, collate_fn=collate_clips,
                         num_workers=0, drop_last=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
@@ -94,7 +173,8 @@ def train(args: argparse.Namespace) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
             opt.step()
             for k, v in losses.items():
-                avg[k] = 0.9 * avg.get(k, float(v)) + 0.1 * float(v)
+                v = float(v.detach())
+                avg[k] = 0.9 * avg.get(k, v) + 0.1 * v
             it += 1
             if it % args.log_period == 0:
                 print(f"iter {it:5d}  {elapsed / 60:5.1f} min  " +

@@ -219,8 +219,9 @@ class MaskProp(VideoMethod):
         """Losses of a batch of training clips (frame pairs with a random gap, or longer clips).
 
         For each clip a random annotated frame with instances is the source ``t``; its ground
-        truth instance masks are propagated to every annotated frame of the clip (``t`` itself
-        included, eq. 2 sums over the whole clip) and compared with the soft IoU loss.
+        truth instance masks are propagated to every other annotated frame of the clip (eq. 2
+        sums over the clip; at ``t`` itself the clip track uses the mask head's masks) and
+        compared with the soft IoU loss.
 
         Returns:
             ``loss_objectness, loss_rpn_box_reg, loss_classifier, loss_box_reg, loss_mask``
@@ -273,7 +274,9 @@ class MaskProp(VideoMethod):
             src_ids = targets_t[i_src]["obj_ids"]
             inst = padded_to_grid(targets_t[i_src]["masks"].float(), padded, grid)        # [N, gh, gw]
             for t in range(T):
-                if not bool(batch.annotated[b, t]):
+                # the source frame's own masks come from the mask head (frame-level masks), so
+                # only the other frames of the clip are propagation targets
+                if t == s or not bool(batch.annotated[b, t]):
                     continue
                 i_tgt = b * T + t
                 probs = self.propagation(feat[i_src:i_src + 1], feat[i_tgt:i_tgt + 1], inst)
@@ -379,7 +382,10 @@ class MaskProp(VideoMethod):
         frames = list(range(max(0, center - self.clip_radius), min(num_frames, center + self.clip_radius + 1)))
         masks = []
         for f in frames:
-            masks.append(self.propagation(st.feat, states[f].feat, st.masks_grid))         # [N, gh, gw]
+            if f == center:  # the frame-level masks of the mask head
+                masks.append(st.masks_grid)
+            else:            # M^i_{t, t'}: propagated by the branch
+                masks.append(self.propagation(st.feat, states[f].feat, st.masks_grid))     # [N, gh, gw]
         masks = torch.stack(masks, dim=1)                                                 # [N, F, gh, gw]
         return [ClipTrack(center, frames, masks[i].half() if masks.is_cuda else masks[i], st.class_probs[i])
                 for i in range(masks.shape[0])]
