@@ -6,7 +6,6 @@ import csv
 import json
 import math
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -244,8 +243,11 @@ def test_cache_resumes_and_invalidates(tmp_path, results_copy):
 
 
 def test_tools_eval_cli(tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
-    import eval as eval_tool  # tools/eval.py
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "vosbench_tools_eval", Path(__file__).resolve().parents[2] / "tools" / "eval.py")
+    eval_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(eval_tool)
 
     rc = eval_tool.main(["--task", "davis2017", "--gt", str(DAVIS / "gt"), "--results",
                          str(DAVIS / "results"), "--out", str(tmp_path), "--quiet",
