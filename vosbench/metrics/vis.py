@@ -184,20 +184,23 @@ def accumulate_and_summarize(videos: Sequence[VideoStats], cat_ids: Sequence[int
                 fps = np.logical_and(np.logical_not(dtm), np.logical_not(dt_ig))
                 tp_sum = np.cumsum(tps, axis=1).astype(np.float64)
                 fp_sum = np.cumsum(fps, axis=1).astype(np.float64)
+                nd = tp_sum.shape[1]
+                rc = tp_sum / npig  # [T, nd]
+                pr = tp_sum / (fp_sum + tp_sum + np.spacing(1))
+                if nd == 0:
+                    recall[:, k, a, m] = 0
+                    precision[:, :, k, a, m] = 0
+                    continue
+                recall[:, k, a, m] = rc[:, -1]
+                # monotone from the right: pr[i-1] = max(pr[i-1], pr[i])
+                pr = np.maximum.accumulate(pr[:, ::-1], axis=1)[:, ::-1]
                 for t in range(T):
-                    tp, fp = tp_sum[t], fp_sum[t]
-                    nd = len(tp)
-                    rc = tp / npig
-                    pr = tp / (fp + tp + np.spacing(1))
-                    recall[t, k, a, m] = rc[-1] if nd else 0
-                    # monotone from the right: pr[i-1] = max(pr[i-1], pr[i])
-                    pr = np.maximum.accumulate(pr[::-1])[::-1] if nd else pr
-                    inds_r = np.searchsorted(rc, REC_THRS, side="left")
-                    q = np.zeros(R)
-                    valid = inds_r < nd
+                    inds_r = np.searchsorted(rc[t], REC_THRS, side="left")
                     # the official loop stops at the first index past the end; indices are
-                    # non-decreasing, so "valid" is a prefix and the rest stay 0
-                    q[valid] = pr[inds_r[valid]]
+                    # non-decreasing, so the valid ones are a prefix and the rest stay 0
+                    valid = inds_r < nd
+                    q = np.zeros(R)
+                    q[valid] = pr[t, inds_r[valid]]
                     precision[t, :, k, a, m] = q
 
     def summarize(ap: bool, iou_thr=None, area="all", max_dets=100) -> float:
@@ -440,8 +443,13 @@ def _to_rle(seg, h: int, w: int, where: str):
     return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
 
 
-def _rle_area(r) -> int:
-    return int(mask_utils.area(r)) if r else 0
+def _frame_areas(rles: list) -> np.ndarray:
+    """Per-frame areas of an RLE list (0 where absent), one pycocotools call."""
+    out = np.zeros(len(rles))
+    idx = [t for t, r in enumerate(rles) if r]
+    if idx:
+        out[idx] = np.asarray(mask_utils.area([rles[t] for t in idx]), dtype=np.float64)
+    return out
 
 
 def video_stats_from_rles(key, gts: list[dict], dts: list[dict]) -> VideoStats:
@@ -459,44 +467,34 @@ def video_stats_from_rles(key, gts: list[dict], dts: list[dict]) -> VideoStats:
     D, G = len(dts), len(gts)
     inter = np.zeros((D, G))
     union = np.zeros((D, G))
-    for c in sorted({g["category_id"] for g in gts} & {d["category_id"] for d in dts}):
+    shared = {g["category_id"] for g in gts} & {d["category_id"] for d in dts}
+    for c in sorted(shared):
         gi = [j for j, g in enumerate(gts) if g["category_id"] == c]
         di = [j for j, d in enumerate(dts) if d["category_id"] == c]
-        lengths = {len(gts[j]["rles"]) for j in gi} | {len(dts[j]["rles"]) for j in di}
-        if len(lengths) != 1:  # uneven frame lists: per-pair zip truncation
-            for gj in gi:
-                for dj in di:
-                    i = u = 0.0
-                    for dr, gr in zip(dts[dj]["rles"], gts[gj]["rles"]):
-                        ad, ag = _rle_area(dr), _rle_area(gr)
-                        if dr and gr:
-                            it = float(mask_utils.area(mask_utils.merge([dr, gr], True)))
-                            i += it
-                            u += ad + ag - it
-                        else:
-                            u += ad + ag
-                    inter[dj, gj], union[dj, gj] = i, u
-            continue
-        n = lengths.pop()
+        g_rles = [gts[j]["rles"] for j in gi]
+        d_rles = [dts[j]["rles"] for j in di]
+        g_area = [_frame_areas(r) for r in g_rles]
+        d_area = [_frame_areas(r) for r in d_rles]
         I = np.zeros((len(di), len(gi)))
         U = np.zeros((len(di), len(gi)))
-        for t in range(n):
-            dr = [dts[j]["rles"][t] for j in di]
-            gr = [gts[j]["rles"][t] for j in gi]
-            ad = np.array([_rle_area(r) for r in dr], dtype=np.float64)
-            ag = np.array([_rle_area(r) for r in gr], dtype=np.float64)
-            U += ad[:, None] + ag[None, :]
-            dp = [k for k, r in enumerate(dr) if r]
-            gp = [k for k, r in enumerate(gr) if r]
-            if dp and gp:
-                iou = np.asarray(mask_utils.iou([dr[k] for k in dp], [gr[k] for k in gp],
-                                                [0] * len(gp)), dtype=np.float64)
-                s = ad[dp][:, None] + ag[gp][None, :]
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    it = np.where(s > 0, np.rint(iou * s / (1.0 + iou)), 0.0)
-                it = np.nan_to_num(it)
-                I[np.ix_(dp, gp)] += it
-                U[np.ix_(dp, gp)] -= it
+        for a_, dr in enumerate(d_rles):
+            for b_, gr in enumerate(g_rles):
+                n = min(len(dr), len(gr))  # zip truncation
+                U[a_, b_] = d_area[a_][:n].sum() + g_area[b_][:n].sum()
+        n_max = max(max(len(r) for r in g_rles), max(len(r) for r in d_rles))
+        for t in range(n_max):
+            dp = [k for k, r in enumerate(d_rles) if t < len(r) and r[t]]
+            gp = [k for k, r in enumerate(g_rles) if t < len(r) and r[t]]
+            if not dp or not gp:
+                continue
+            iou = np.asarray(mask_utils.iou([d_rles[k][t] for k in dp], [g_rles[k][t] for k in gp],
+                                            [0] * len(gp)), dtype=np.float64).reshape(len(dp), len(gp))
+            s = (np.array([d_area[k][t] for k in dp])[:, None]
+                 + np.array([g_area[k][t] for k in gp])[None, :])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                it = np.nan_to_num(np.where(s > 0, np.rint(iou * s / (1.0 + iou)), 0.0))
+            I[np.ix_(dp, gp)] += it
+        U -= I
         inter[np.ix_(di, gi)] = I
         union[np.ix_(di, gi)] = U
     strip = lambda x: {k: v for k, v in x.items() if k != "rles"}  # noqa: E731
