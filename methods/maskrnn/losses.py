@@ -10,20 +10,26 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def class_balanced_bce(logits: Tensor, targets: Tensor, valid: Tensor | None = None) -> Tensor:
+def class_balanced_bce(logits: Tensor, targets: Tensor, valid: Tensor | None = None,
+                       reduction: str = "sum") -> Tensor:
     """OSVOS class-balanced binary cross-entropy, one value per sample.
 
-    ``L = -(beta * sum_{j in Y+} log p_j + (1 - beta) * sum_{j in Y-} log(1 - p_j)) / |Y|`` with
-    ``beta = |Y-| / |Y|`` counted over the valid pixels of each sample (OSVOS eq. 1; the
-    normalisation by the pixel count is OSVOS' ``size_average``).
+    ``L = -(beta * sum_{j in Y+} log p_j + (1 - beta) * sum_{j in Y-} log(1 - p_j))`` with
+    ``beta = |Y-| / |Y|`` counted over the valid pixels of each sample (OSVOS eq. 1). OSVOS sums
+    over the pixels (``reduce_sum`` in its TensorFlow code, ``size_average=False`` in its PyTorch
+    port); ``reduction="mean"`` divides by the number of valid pixels instead. The sum matters
+    for MaskRNN: it sets the scale of the mask loss against the box regression loss.
 
     Args:
         logits: Tensor[N, H, W] pre-sigmoid scores.
         targets: Tensor[N, H, W] bool.
         valid: Tensor[N, H, W] bool, pixels that count (False on padding and DAVIS void).
+        reduction: ``"sum"`` (OSVOS) or ``"mean"`` over the valid pixels.
     Returns:
         Tensor[N] loss per sample (0 where a sample has no valid pixel).
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"class_balanced_bce: reduction must be 'sum' or 'mean', got {reduction!r}")
     t = targets.to(logits.dtype)
     v = torch.ones_like(t) if valid is None else valid.to(logits.dtype)
     num = v.sum(dim=(1, 2))
@@ -32,7 +38,8 @@ def class_balanced_bce(logits: Tensor, targets: Tensor, valid: Tensor | None = N
     # log p and log(1 - p) from logits without overflow.
     pos = -(F.logsigmoid(logits) * t * v).sum(dim=(1, 2))
     neg = -(F.logsigmoid(-logits) * (1 - t) * v).sum(dim=(1, 2))
-    return (beta * pos + (1 - beta) * neg) / num.clamp(min=1.0)
+    loss = beta * pos + (1 - beta) * neg
+    return loss / num.clamp(min=1.0) if reduction == "mean" else loss
 
 
 def box_regression_loss(deltas: Tensor, target_deltas: Tensor) -> Tensor:
@@ -45,10 +52,12 @@ class MaskRNNCriterion:
 
     Args:
         box_weight: weight of ``loss_box`` relative to ``loss_mask``.
+        mask_reduction: pixel reduction of the class-balanced BCE (``"sum"`` as OSVOS).
     """
 
-    def __init__(self, *, box_weight: float = 1.0) -> None:
+    def __init__(self, *, box_weight: float = 1.0, mask_reduction: str = "sum") -> None:
         self.box_weight = float(box_weight)
+        self.mask_reduction = mask_reduction
 
     def __call__(self, logits: Tensor, targets: Tensor, valid: Tensor, weight: Tensor,
                  deltas: Tensor | None = None, target_deltas: Tensor | None = None,
@@ -66,7 +75,7 @@ class MaskRNNCriterion:
             ``{"loss_mask": Tensor[]}`` plus ``"loss_box"`` when deltas are given.
         """
         denom = weight.sum().clamp(min=1.0)
-        out = {"loss_mask": (class_balanced_bce(logits, targets, valid) * weight).sum() / denom}
+        out = {"loss_mask": (class_balanced_bce(logits, targets, valid, self.mask_reduction) * weight).sum() / denom}
         if deltas is not None:
             bw = weight * (box_weight if box_weight is not None else 1.0)
             box = box_regression_loss(deltas, target_deltas) * bw

@@ -82,6 +82,7 @@ class MaskRNN(VideoMethod):
         box_enlarge: enlargement of the predicted box at test time (1.25 in the paper).
         roi_size, fc_dim, pooler: localization net (RoI pooling 7x7, two FC layers).
         box_loss_weight: weight of ``loss_box``.
+        mask_loss_reduction: ``"sum"`` over pixels (OSVOS) or ``"mean"`` for the class-balanced BCE.
         threshold: background threshold of the argmax fusion.
         resize_short: working short side at test time (None: the original size).
         finetune_iters, finetune_lr, finetune_batch: online fine-tuning on the reference masks
@@ -105,6 +106,7 @@ class MaskRNN(VideoMethod):
                  apply_localization: bool = True, recurrent: bool = True,
                  single_frame_iters: int = 1000, box_enlarge: float = 1.25, roi_size: int = 7,
                  fc_dim: int = 4096, pooler: str = "roi_pool", box_loss_weight: float = 1.0,
+                 mask_loss_reduction: str = "sum",
                  threshold: float = 0.5, resize_short: int | None = None,
                  finetune_iters: int = 200, finetune_lr: float = 1e-5, finetune_batch: int = 1,
                  pixel_mean: tuple = (0.485, 0.456, 0.406),
@@ -146,7 +148,7 @@ class MaskRNN(VideoMethod):
                                                  roi_size=roi_size, fc_dim=fc_dim, pooler=pooler)
             if fc_init is not None:
                 self._load_fc(fc_init)
-        self.criterion = MaskRNNCriterion(box_weight=box_loss_weight)
+        self.criterion = MaskRNNCriterion(box_weight=box_loss_weight, mask_reduction=mask_loss_reduction)
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(1, 3, 1, 1), persistent=False)
         # Counts training steps (saved with the weights) to switch from the single-frame stage to

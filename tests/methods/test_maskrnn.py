@@ -127,8 +127,10 @@ def test_class_balanced_bce_values():
     t[0, :1] = True  # 4 positives, 12 negatives -> beta = 12/16 on positives
     zero = class_balanced_bce(torch.zeros(1, 4, 4), t)
     beta = 12 / 16
-    expected = (beta * 4 * math.log(2) + (1 - beta) * 12 * math.log(2)) / 16
+    expected = beta * 4 * math.log(2) + (1 - beta) * 12 * math.log(2)  # OSVOS sums over pixels
     assert zero.item() == pytest.approx(expected, rel=1e-5)
+    mean = class_balanced_bce(torch.zeros(1, 4, 4), t, reduction="mean")
+    assert mean.item() == pytest.approx(expected / 16, rel=1e-5)
     perfect = class_balanced_bce(torch.where(t, 20.0, -20.0), t)
     assert perfect.item() < 1e-6
     # Void pixels do not count: masking every wrong pixel gives ~0 loss.
