@@ -60,6 +60,11 @@ def _fmt(key: str, v: Any) -> str:
     return f"{v:.1f}"
 
 
+def _fmt_reported(v: Any) -> str:
+    """Reported numbers exactly as the paper prints them (no rounding)."""
+    return "-" if v is None else f"{v:g}"
+
+
 def _sort_key(task: str):
     main = "J&F" if task == "vos" else "mAP"
     return lambda r: -(r["values"].get(main) if r["values"].get(main) is not None else -1e9)
@@ -120,7 +125,7 @@ def render_markdown(run: dict, tables: list[dict], verify_rows: list[dict] | Non
             out.append("|---|" + "---|" * (len(rcols) + 1))
             for r in t["reported"]:
                 out.append(f"| {r['method']} (reported) | "
-                           + " | ".join(_fmt(c, r["values"].get(c)) for c in rcols)
+                           + " | ".join(_fmt_reported(r["values"].get(c)) for c in rcols)
                            + f" | {r['source']} |")
             out.append("")
     if run.get("skipped"):
@@ -303,7 +308,7 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, bytes
             parts.append(f"<p class='meta'>Reported in papers ({e(t['reported_description'])}): "
                          "reference only, not measured here.</p>")
             rrows = [[e(r["method"]) + " <span class='badge'>reported</span>"]
-                     + [_fmt(c, r["values"].get(c)) for c in rcols] + [e(r["source"])]
+                     + [_fmt_reported(r["values"].get(c)) for c in rcols] + [e(r["source"])]
                      for r in t["reported"]]
             parts.append(_table_html(["Method"] + [HEADERS[c] for c in rcols] + ["Source"], rrows,
                                      "reported"))

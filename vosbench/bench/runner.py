@@ -239,6 +239,11 @@ def plan_suite(suite: Suite, *, cache_dir: Path, roots: dict[str, str] | None = 
             ds = m.datasets or list(suite.datasets)
             skipped.append({"row": m.row, "reason": f"no dataset of its task among {ds}"})
             log(f"[bench] row {m.row!r} has no dataset to run on (datasets {ds})")
+    for dkey in suite.datasets:
+        if dkey not in info and dkey not in missing_root:
+            skipped.append({"dataset": dkey, "reason": "no row of this suite runs on it (no method "
+                                                       "of its task, or rows list other datasets)"})
+            log(f"[bench] dataset {dkey!r}: no row runs on it")
     return Plan(suite=suite, jobs=jobs, skipped=skipped, datasets=built,
                 dataset_info=info, device=device)
 
