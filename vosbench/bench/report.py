@@ -190,8 +190,8 @@ def _fig_to_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, bytes]]:
-    """(file name, caption, PNG bytes) for every plot of the report."""
+def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, str, bytes]]:
+    """(dataset key, file name, caption, PNG bytes) for every plot of the report."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -221,7 +221,7 @@ def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, bytes]]:
                 ax.set_ylim(0, 100)
                 ax.set_title(f"Per-sequence J&F on {dkey}")
                 ax.legend(fontsize=7, ncol=2)
-                plots.append((f"per_sequence_{dkey}.png", f"Per-sequence J&F on {dkey}", _fig_to_png(fig)))
+                plots.append((dkey, f"per_sequence_{dkey}.png", f"Per-sequence J&F on {dkey}", _fig_to_png(fig)))
                 plt.close(fig)
             # J over normalised time (decay).
             fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -238,7 +238,7 @@ def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, bytes]]:
                 ax.set_ylim(0, 100)
                 ax.set_title(f"J over time on {dkey} (decay)")
                 ax.legend(fontsize=7)
-                plots.append((f"j_over_time_{dkey}.png", f"J over normalised time on {dkey}",
+                plots.append((dkey, f"j_over_time_{dkey}.png", f"J over normalised time on {dkey}",
                               _fig_to_png(fig)))
             plt.close(fig)
         # Quality against speed.
@@ -256,7 +256,7 @@ def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, bytes]]:
             ax.set_ylabel(f"{main} (%)")
             ax.set_title(f"{main} against speed on {dkey}")
             ax.grid(alpha=0.3)
-            plots.append((f"{'jf' if task == 'vos' else 'map'}_vs_fps_{dkey}.png",
+            plots.append((dkey, f"{'jf' if task == 'vos' else 'map'}_vs_fps_{dkey}.png",
                           f"{main} against FPS on {dkey}", _fig_to_png(fig)))
         plt.close(fig)
     return plots
@@ -286,7 +286,7 @@ def _table_html(head: list[str], rows: list[list[str]], row_class: str = "") -> 
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, bytes]],
+def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, str, bytes]],
                 verify_rows: list[dict] | None) -> str:
     e = html.escape
     prov = run["provenance"]
@@ -312,6 +312,13 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, bytes
                      for r in t["reported"]]
             parts.append(_table_html(["Method"] + [HEADERS[c] for c in rcols] + ["Source"], rrows,
                                      "reported"))
+        for dkey, name, caption, png in plots:  # this dataset's plots, right under its tables
+            if dkey != t["dataset"]:
+                continue
+            b64 = base64.b64encode(png).decode()
+            parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{b64}'>"
+                         f"<figcaption>{e(caption)} (<a href='plots/{e(name)}'>{e(name)}</a>)"
+                         f"</figcaption></figure>")
     if run.get("skipped"):
         parts.append("<h2>Skipped</h2><ul>" + "".join(
             f"<li>{e(('dataset ' + s['dataset']) if 'dataset' in s else ('row ' + s['row']))}: "
@@ -327,13 +334,6 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, bytes
         parts.append(_table_html(["Row", "Dataset", "Metric", "Expected", "Tol", "Measured", "Status"], vrows))
         parts.append(f"<p class='{'fail' if failed(verify_rows) else 'ok'}'>"
                      f"{'FAILED' if failed(verify_rows) else 'All checked metrics within tolerance.'}</p>")
-    if plots:
-        parts.append("<h2>Plots</h2>")
-        for name, caption, png in plots:
-            b64 = base64.b64encode(png).decode()
-            parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{b64}'>"
-                         f"<figcaption>{e(caption)} (<a href='plots/{e(name)}'>{e(name)}</a>)"
-                         f"</figcaption></figure>")
     # Per-sequence detail (collapsed).
     parts.append("<h2>Per-sequence results</h2>")
     for j in run["jobs"]:
@@ -390,7 +390,7 @@ def write_report(out_dir: str | Path, run: dict, *, verify_rows: list[dict] | No
         "units": "raw evaluator values (J, F, T, AP, AR in 0-1); reported values in percent",
     }, indent=1)
     pngs = make_plots(run, tables) if plots else []
-    for name, _, png in pngs:
+    for _, name, _, png in pngs:
         p = out / "plots" / name
         with atomic_write(p, "wb") as f:
             f.write(png)
