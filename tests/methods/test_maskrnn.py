@@ -259,11 +259,11 @@ def test_flow_cache_used_at_test_time(tmp_path):
 
 
 def test_configs_build():
-    cfg = to_dict(compose(["method=maskrnn_tiny"]).method)
+    cfg = to_dict(compose(["~dataset", "method=maskrnn_tiny"]).method)
     model = build(cfg, METHODS)
     assert isinstance(model, MaskRNN) and model.box_enlarge == 1.25
     assert model.flow_estimator.cache_key == "dis-medium"
-    paper = to_dict(compose(["method=maskrnn"]).method)
+    paper = to_dict(compose(["~dataset", "method=maskrnn"]).method)
     assert paper["finetune_iters"] == 200 and paper["finetune_lr"] == 1e-5
     assert paper["flow"]["name"] == "dis" and paper["backbone"]["name"] == "vgg16_side"
     cfg.update(flow_stream=False, warp_mask=False)
