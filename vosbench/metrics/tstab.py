@@ -344,12 +344,18 @@ def contour_upsample(cont: np.ndarray, cont_th: float = CONT_TH) -> np.ndarray:
 def shape_context(points: np.ndarray) -> np.ndarray:
     """Shape-context histograms (official ``sc_compute`` with no rotation, all points inside).
 
+    12 angle x 5 log-radius bins; radii normalised by the mean of the full distance matrix
+    (diagonal zeros included); a point's own zero distance lands in the innermost ring, angle
+    bin 0; points at normalised radius >= 2 are not counted. Same floating-point operations as
+    the official code where a bin decision depends on them (``r_n < edge``; the angle
+    ``fmod(fmod(theta, 2pi) + 2pi, 2pi)`` is computed exactly with a compare and a subtraction).
+
     Args:
         points: float[n, 2] (x, y).
 
     Returns:
-        int64[n, 60]: bin ``(r_bin) * 12 + theta_bin`` where r_bin 0 is the outermost ring used
-        by the official ``Sn.T.ravel()`` layout (only the bin identity matters for the cost).
+        int64[n, 60] counts, bin ``(r_bin - 1) * 12 + (theta_bin - 1)`` as the official
+        ``Sn.T.ravel()`` layout, r_bin 5 being the innermost ring.
     """
     P = np.asarray(points, dtype=np.float64)
     n = len(P)
@@ -357,29 +363,31 @@ def shape_context(points: np.ndarray) -> np.ndarray:
     dy = P[None, :, 1] - P[:, None, 1]
     r = np.sqrt(dx * dx + dy * dy)
     theta = np.arctan2(dy, dx)
-    mean_dist = np.mean(r)
-    r_n = r / mean_dist
+    r /= np.mean(r)
     edges = np.logspace(np.log10(R_INNER), np.log10(R_OUTER), NBINS_R)
-    r_q = np.zeros((n, n), np.int64)
-    for e in edges:
-        r_q += r_n < e
+    # number of edges strictly above r_n (the official sum of ``r_n < edge``)
+    r_q = NBINS_R - np.searchsorted(edges, r, side="right")
     two_pi = 2 * np.pi
-    theta2 = np.fmod(np.fmod(theta, two_pi) + two_pi, two_pi)
-    theta_q = (1 + np.floor(theta2 / (two_pi / NBINS_THETA))).astype(np.int64)
-    fz = r_q > 0
-    rows = np.broadcast_to(np.arange(n)[:, None], (n, n))[fz]
-    ids = (r_q[fz] - 1) * NBINS_THETA + (theta_q[fz] - 1)
+    # |theta| <= pi, so fmod(theta, 2pi) == theta and fmod(t, 2pi) for t = theta + 2pi in
+    # [pi, 3pi] is t or t - 2pi, both exact (Sterbenz): identical to the official fmods.
+    theta += two_pi
+    theta -= np.where(theta >= two_pi, two_pi, 0.0)
+    theta_q = np.floor(theta / (two_pi / NBINS_THETA)).astype(np.int64)  # official q - 1
     nb = NBINS_THETA * NBINS_R
-    return np.bincount(rows * nb + ids, minlength=n * nb).reshape(n, nb)
+    ids = np.where(r_q > 0, (r_q - 1) * NBINS_THETA + theta_q, nb)  # nb = "not counted"
+    ids += (np.arange(n) * (nb + 1))[:, None]
+    return np.bincount(ids.ravel(), minlength=n * (nb + 1)).reshape(n, nb + 1)[:, :nb]
 
 
 def chi2_cost(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     """``hist_cost_2``: ``0.5 * sum_k (a_k - b_k)^2 / (a_k + b_k + eps)`` of normalised histograms.
 
-    Histograms are sparse (about a quarter of the bins are non-zero), so the sum is split:
-    where only one of a_k, b_k is non-zero the term is ``x^2 / (x + eps)`` (two small matrix
-    products), and only the pairs where both are non-zero are computed element-wise. Same
-    terms as the official code; only the order of the floating-point additions differs.
+    Histograms are sparse (about a quarter of the bins are non-zero) and a zero ``a_k`` makes
+    the term ``b_k^2 / (b_k + eps)`` (and vice versa). Per bin, either the rows with
+    ``a_k > 0`` are computed densely against every column and the other rows get the column
+    term, or the same with the roles swapped, whichever is less work; the "other rows/columns"
+    parts of all bins are two matrix products. Same terms as the official code; only the order
+    of the floating-point additions differs (~1e-16).
 
     Args:
         h1: int[n1, K], h2: int[n2, K].
@@ -389,19 +397,28 @@ def chi2_cost(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     """
     a = h1 / (np.sum(h1, axis=1, keepdims=True) + _EPS)
     b = h2 / (np.sum(h2, axis=1, keepdims=True) + _EPS)
+    n1, n2 = len(a), len(b)
     nz_a, nz_b = a > 0, b > 0
+    rowmode = nz_a.sum(0) * n2 <= nz_b.sum(0) * n1  # dense work |I_k| x n2 vs n1 x |J_k|
     fa = np.where(nz_a, a * a / (a + _EPS), 0.0)
     fb = np.where(nz_b, b * b / (b + _EPS), 0.0)
-    out = fa @ (~nz_b).T.astype(np.float64) + (~nz_a).astype(np.float64) @ fb.T
+    out = (~nz_a & rowmode).astype(np.float64) @ fb.T
+    out += fa @ (~nz_b & ~rowmode).astype(np.float64).T
+    out_t = np.zeros((n2, n1))
     for k in range(a.shape[1]):
-        I = np.flatnonzero(nz_a[:, k])
-        J = np.flatnonzero(nz_b[:, k])
-        if I.size == 0 or J.size == 0:
+        if rowmode[k]:
+            idx = np.flatnonzero(nz_a[:, k])
+            x, y, acc = a[idx, k][:, None], b[None, :, k], out
+        else:
+            idx = np.flatnonzero(nz_b[:, k])
+            x, y, acc = b[idx, k][:, None], a[None, :, k], out_t
+        if idx.size == 0:
             continue
-        ak = a[I, k][:, None]
-        bk = b[J, k][None, :]
-        d = ak - bk
-        out[np.ix_(I, J)] += d * d / (ak + bk + _EPS)
+        d = x - y
+        d *= d
+        d /= x + y + _EPS
+        acc[idx] += d
+    out += out_t.T
     out *= 0.5
     return out
 
