@@ -1,0 +1,42 @@
+"""The built-in ``synthetic`` dataset: generated on first use, then read by the real loaders."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from vosbench.data.datasets.davis import DAVIS2017
+from vosbench.data.datasets.ytvis import YTVIS2019
+from vosbench.data.synthetic import cached_generate
+from vosbench.registry import DATASETS
+
+DEFAULT_CACHE = Path(os.environ.get("VOSBENCH_CACHE", Path.home() / ".cache" / "vosbench")) / "synthetic"
+
+
+@DATASETS.register("synthetic")
+def synthetic(*, root: str | Path | None = None, split: str = "train", format: str = "davis2017",
+              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
+              max_objects: int = 3, seed: int = 0, resize_short: int | None = None):
+    """Moving-shapes videos written as a real DAVIS-2017 or YouTube-VIS folder, then loaded.
+
+    Args:
+        root: cache folder (default ``$VOSBENCH_CACHE/synthetic`` or ``~/.cache/vosbench/synthetic``);
+            each parameter set gets its own sub-folder, generated once.
+        split: ``train`` / ``val`` / any name: disjoint random streams of the same seed.
+        format: ``davis2017`` (semi-supervised VOS) or ``ytvis`` (VIS, categories = shapes).
+        num_videos, num_frames, height, width, max_objects, seed: see
+            ``vosbench.data.synthetic.generate``.
+        resize_short: passed to the loader.
+    Returns:
+        a ``DAVIS2017`` or ``YTVIS2019`` dataset over the generated folder.
+    """
+    if format not in ("davis2017", "ytvis"):
+        raise ValueError(f"synthetic: format must be 'davis2017' or 'ytvis', got {format!r}")
+    folder = cached_generate(root or DEFAULT_CACHE, fmt=format, split=split, num_videos=num_videos,
+                             num_frames=num_frames, height=height, width=width,
+                             max_objects=max_objects, seed=seed)
+    if format == "davis2017":
+        ds = DAVIS2017(root=folder, split=split, resize_short=resize_short)
+    else:
+        ds = YTVIS2019(root=folder, split=split, resize_short=resize_short)
+    ds.dataset_name = f"synthetic-{format}"
+    return ds

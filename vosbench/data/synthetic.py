@@ -1,0 +1,397 @@
+"""Built-in synthetic videos written as REAL DAVIS-2017 or YouTube-VIS folders.
+
+Every video shows textured shapes moving over a textured, panning background:
+
+* shapes (the categories): ellipse, rectangle, triangle, star, ring; each object carries its own
+  texture (two colours, a stripe/checker/dot pattern at its own frequency and orientation) that
+  moves, rotates and scales with it, so appearance matters for telling objects apart;
+* motion: every object translates by several pixels per frame (some "fast" objects by ~15% of
+  the width per frame), bounces off an area slightly larger than the frame (so objects can
+  partly leave and come back), rotates, changes scale and deforms (time-varying radial
+  harmonics), so copying the first-frame mask is clearly imperfect;
+* occlusions: objects are painted back to front in a random depth order, and the ground truth
+  is the visible part only;
+* distractors: unannotated shapes that copy an annotated object's shape and texture with a
+  slightly shifted tint (a method must track, not just recognise appearance);
+* late entries: some objects pop into view after frame 0, so their reference mask lives on a
+  later frame.
+
+``generate`` writes the files; the real loaders (``vosbench.data.datasets``) read them back, so
+tests exercise the same code path as real data. The output is a pure function of the arguments
+(seeded numpy ``Generator``), and ``cached_generate`` reuses a folder keyed by every argument.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from vosbench.structures.masks import rle_encode
+from vosbench.utils.io import DataError, write_index_png, write_json
+
+#: Bump when the generator's output changes, so stale caches are not reused.
+GENERATOR_VERSION = 1
+
+#: category id -> shape name (the YouTube-VIS ``categories`` of synthetic folders).
+SHAPES: dict[int, str] = {1: "ellipse", 2: "rectangle", 3: "triangle", 4: "star", 5: "ring"}
+
+JPEG_QUALITY = 95
+_MARKER = ".vosbench_synthetic_{fmt}_{split}.json"
+
+
+# ----------------------------------------------------------------------------------- rendering
+@dataclass
+class _Shape:
+    """One moving shape; positions/scales are per frame arrays of length T."""
+
+    category: int
+    cx: np.ndarray  # [T] centre x in pixels
+    cy: np.ndarray  # [T] centre y
+    scale: np.ndarray  # [T] radius in pixels
+    angle: np.ndarray  # [T] rotation in radians
+    aspect: float
+    deform: np.ndarray  # [K, 3] (harmonic k, amplitude, phase speed)
+    deform_phase: np.ndarray  # [K]
+    colors: np.ndarray  # [2, 3] float 0-255
+    pattern: int  # 0 stripes, 1 checker, 2 dots
+    freq: float  # pattern cycles per unit radius
+    orient: float
+    start: int  # first frame the shape exists (late entry)
+    annotated: bool
+
+
+def _radius(category: int, theta: np.ndarray, aspect: float) -> np.ndarray:
+    """Outer boundary radius (unit scale) at local angle ``theta`` for each shape type."""
+    c, s = np.cos(theta), np.sin(theta)
+    if category in (1, 5):  # ellipse / ring
+        return 1.0 / np.sqrt(c * c + (s / aspect) ** 2)
+    if category == 2:  # rectangle with half sides 1 x aspect
+        return np.minimum(1.0 / np.maximum(np.abs(c), 1e-6), aspect / np.maximum(np.abs(s), 1e-6))
+    if category == 3:  # equilateral triangle
+        n = 3
+        a = np.mod(theta, 2 * np.pi / n) - np.pi / n
+        return np.cos(np.pi / n) / np.cos(a)
+    # five-pointed star: triangular wave between inner and outer radius
+    frac = np.mod(theta * 5 / (2 * np.pi), 1.0)
+    return 0.5 + 0.5 * np.abs(frac * 2 - 1)
+
+
+def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int) -> None:
+    """Paint ``shape`` at frame ``t`` into ``img`` (float32[H, W, 3]) and ``lab`` (int32[H, W])."""
+    h, w = lab.shape
+    cx, cy, sc, ang = shape.cx[t], shape.cy[t], shape.scale[t], shape.angle[t]
+    reach = sc * max(1.0, shape.aspect) * 1.35 + 2
+    x0, x1 = int(max(0, math.floor(cx - reach))), int(min(w, math.ceil(cx + reach)))
+    y0, y1 = int(max(0, math.floor(cy - reach))), int(min(h, math.ceil(cy + reach)))
+    if x0 >= x1 or y0 >= y1:
+        return
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
+    ca, sa = math.cos(ang), math.sin(ang)
+    u = (dx * ca + dy * sa) / sc  # object-local coordinates (unit = radius)
+    v = (-dx * sa + dy * ca) / sc
+    rho = np.sqrt(u * u + v * v)
+    theta = np.arctan2(v, u)
+    r = _radius(shape.category, theta, shape.aspect)
+    for (k, amp, speed), ph in zip(shape.deform, shape.deform_phase):
+        r = r * (1.0 + amp * np.sin(k * theta + ph + speed * t))
+    inside = rho <= r
+    if shape.category == 5:  # ring: hollow ellipse
+        inside &= rho >= 0.5 * r
+    if not inside.any():
+        return
+    # texture in local coordinates, so it moves/rotates/scales with the object
+    co, so = math.cos(shape.orient), math.sin(shape.orient)
+    a = (u * co + v * so) * shape.freq
+    if shape.pattern == 0:
+        p = 0.5 + 0.5 * np.sin(2 * np.pi * a)
+    elif shape.pattern == 1:
+        b = (-u * so + v * co) * shape.freq
+        p = ((np.floor(a) + np.floor(b)) % 2).astype(np.float32)
+    else:
+        b = (-u * so + v * co) * shape.freq
+        p = ((np.mod(a, 1) - 0.5) ** 2 + (np.mod(b, 1) - 0.5) ** 2 < 0.09).astype(np.float32)
+    shade = 0.85 + 0.15 * (1 - np.clip(rho / np.maximum(r, 1e-6), 0, 1))  # mild 3-D shading
+    col = (shape.colors[0] * (1 - p[..., None]) + shape.colors[1] * p[..., None]) * shade[..., None]
+    img[y0:y1, x0:x1][inside] = col[inside]
+    lab[y0:y1, x0:x1][inside] = value
+
+
+def _hsv_color(h: float, s: float, v: float) -> np.ndarray:
+    px = np.uint8([[[int(h * 179) % 180, int(s * 255), int(v * 255)]]])
+    return cv2.cvtColor(px, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
+
+
+def _background(rng: np.random.Generator, h: int, w: int, margin: int) -> np.ndarray:
+    """A textured background of ``(h + 2m) x (w + 2m)`` pixels: smooth noise + gratings."""
+    hh, ww = h + 2 * margin, w + 2 * margin
+    img = np.zeros((hh, ww, 3), np.float32)
+    for scale, amp in ((8, 70.0), (24, 35.0)):
+        g = rng.normal(size=(max(2, hh // scale), max(2, ww // scale), 3)).astype(np.float32)
+        img += amp * cv2.resize(g, (ww, hh), interpolation=cv2.INTER_CUBIC)
+    ys, xs = np.mgrid[0:hh, 0:ww].astype(np.float32)
+    for _ in range(2):
+        o, f = rng.uniform(0, np.pi), rng.uniform(0.04, 0.15)
+        img += rng.uniform(10, 25) * np.sin(f * (xs * np.cos(o) + ys * np.sin(o)))[..., None] \
+            * rng.uniform(-1, 1, 3).astype(np.float32)
+    img += _hsv_color(rng.uniform(), rng.uniform(0.15, 0.5), rng.uniform(0.35, 0.65))
+    return img
+
+
+def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start: int,
+                  annotated: bool, fast: bool) -> _Shape:
+    size = min(h, w)
+    category = int(rng.integers(1, len(SHAPES) + 1))
+    s0 = rng.uniform(0.11, 0.2) * size
+    growth = rng.uniform(-0.05, 0.05)  # log-scale change per frame
+    scale = s0 * np.exp(growth * np.arange(t_len))
+    scale = np.clip(scale, 0.06 * size, 0.3 * size)
+    # velocity: substantial motion (a few % of the width per frame); fast objects much more
+    speed = rng.uniform(0.12, 0.2) * w if fast else rng.uniform(0.035, 0.08) * w
+    direction = rng.uniform(0, 2 * np.pi)
+    vx, vy = speed * math.cos(direction), speed * math.sin(direction)
+    cx, cy = np.zeros(t_len, np.float32), np.zeros(t_len, np.float32)
+    x, y = rng.uniform(0.2, 0.8) * w, rng.uniform(0.2, 0.8) * h
+    lo_x, hi_x, lo_y, hi_y = -0.05 * w, 1.05 * w, -0.05 * h, 1.05 * h
+    for t in range(t_len):
+        cx[t], cy[t] = x, y
+        vx += rng.normal(0, 0.01 * w)  # random acceleration, keeps paths non-linear
+        vy += rng.normal(0, 0.01 * h)
+        x, y = x + vx, y + vy
+        if not lo_x <= x <= hi_x:  # bounce off a box a little larger than the frame
+            vx, x = -vx, float(np.clip(x, lo_x, hi_x))
+        if not lo_y <= y <= hi_y:
+            vy, y = -vy, float(np.clip(y, lo_y, hi_y))
+    angle = rng.uniform(0, 2 * np.pi) + rng.uniform(-0.15, 0.15) * np.arange(t_len)
+    k = int(rng.integers(1, 3))
+    deform = np.stack([rng.integers(2, 5, k), rng.uniform(0.04, 0.12, k), rng.uniform(-0.5, 0.5, k)], 1)
+    hue = rng.uniform()
+    c1 = _hsv_color(hue, rng.uniform(0.55, 1.0), rng.uniform(0.7, 1.0))
+    c2 = _hsv_color(hue + rng.uniform(0.25, 0.75), rng.uniform(0.4, 1.0), rng.uniform(0.25, 0.6))
+    return _Shape(
+        category=category, cx=cx, cy=cy, scale=scale.astype(np.float32),
+        angle=angle.astype(np.float32),
+        aspect=float(rng.uniform(0.5, 1.0)) if category in (1, 2, 5) else 1.0,
+        deform=deform, deform_phase=rng.uniform(0, 2 * np.pi, k),
+        colors=np.stack([c1, c2]), pattern=int(rng.integers(0, 3)),
+        freq=float(rng.uniform(1.0, 3.0)), orient=float(rng.uniform(0, np.pi)),
+        start=start, annotated=annotated,
+    )
+
+
+def _distractor_of(rng: np.random.Generator, ref: _Shape, h: int, w: int, t_len: int) -> _Shape:
+    """An unannotated look-alike of ``ref``: same shape and pattern, slightly shifted tint."""
+    d = _random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False)
+    d.category, d.aspect, d.pattern = ref.category, ref.aspect, ref.pattern
+    d.freq, d.orient = ref.freq * rng.uniform(0.85, 1.15), ref.orient + rng.uniform(-0.3, 0.3)
+    d.colors = np.clip(ref.colors + rng.uniform(-25, 25, size=(2, 3)), 0, 255).astype(np.float32)
+    d.scale = (d.scale / d.scale[0] * ref.scale[0]).astype(np.float32)
+    return d
+
+
+def render_video(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
+                 max_objects: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Render one video.
+
+    Returns:
+        frames: uint8[T, H, W, 3] RGB.
+        labels: uint8[T, H, W] visible object ids (0 = background), ids 1..N numbered in order
+            of first appearance; objects never visible are dropped.
+        categories: list[N] shape category of object ``i + 1``.
+    """
+    t_len, h, w = num_frames, height, width
+    num_obj = int(rng.integers(1, max_objects + 1)) if max_objects > 0 else 0
+    shapes: list[_Shape] = []
+    for i in range(num_obj):
+        # the first object is always there at frame 0; others may enter late
+        late = i > 0 and t_len > 2 and rng.uniform() < 0.3
+        start = int(rng.integers(1, max(2, t_len // 2 + 1))) if late else 0
+        shapes.append(_random_shape(rng, h, w, t_len, start=start, annotated=True,
+                                    fast=rng.uniform() < 0.25))
+    num_distractors = int(rng.integers(0, 3))
+    for _ in range(num_distractors):
+        if shapes and rng.uniform() < 0.7:
+            shapes.append(_distractor_of(rng, shapes[int(rng.integers(0, num_obj))], h, w, t_len))
+        else:
+            shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False))
+    order = rng.permutation(len(shapes))  # back-to-front painting order (occlusions)
+
+    margin = int(0.1 * max(h, w)) + 2
+    bg = _background(rng, h, w, margin)
+    pan = rng.uniform(-1, 1, 2) * margin / max(1, t_len - 1)  # slow camera pan
+    frames = np.zeros((t_len, h, w, 3), np.uint8)
+    raw = np.zeros((t_len, h, w), np.int32)
+    gain = 1.0 + rng.uniform(-0.1, 0.1) * np.sin(np.linspace(0, np.pi, t_len))  # lighting drift
+    for t in range(t_len):
+        ox = int(np.clip(round(margin + pan[0] * t), 0, 2 * margin))
+        oy = int(np.clip(round(margin + pan[1] * t), 0, 2 * margin))
+        img = bg[oy:oy + h, ox:ox + w].copy()
+        lab = np.zeros((h, w), np.int32)
+        for j in order:
+            s = shapes[j]
+            if t >= s.start:
+                _draw(s, t, img, lab, j + 1 if s.annotated else 0)
+        img = img * gain[t] + rng.normal(0, 3.0, img.shape).astype(np.float32)  # sensor noise
+        frames[t] = np.clip(img, 0, 255).astype(np.uint8)
+        raw[t] = lab
+    # renumber visible annotated objects 1..N by first appearance
+    first: dict[int, int] = {}
+    for t in range(t_len):
+        for v in np.unique(raw[t]):
+            if v and int(v) not in first:
+                first[int(v)] = len(first) + 1
+    labels = np.zeros((t_len, h, w), np.uint8)
+    for old, new in first.items():
+        labels[raw == old] = new
+    cats = [shapes[old - 1].category for old in first]
+    return frames, labels, cats
+
+
+# ------------------------------------------------------------------------------------ writers
+def _split_seed(seed: int, split: str) -> int:
+    """train/val (and any other split) get disjoint random streams from one user seed."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{split}".encode()).digest()[:8], "little")
+
+
+def _save_jpeg(path: Path, rgb: np.ndarray) -> None:
+    # 4:4:4 chroma and quality 95 keep thin texture stripes and colours intact
+    Image.fromarray(rgb).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+
+
+def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str = "train",
+             num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
+             max_objects: int = 3, seed: int = 0) -> Path:
+    """Write a synthetic dataset split as a real-format folder.
+
+    ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
+    00000.png`` (palette PNGs, ids 1..N by first appearance) and ``ImageSets/2017/<split>.txt``.
+    ``fmt="ytvis"`` writes ``JPEGImages/<video>/00000.jpg`` and ``<split>.json`` (YouTube-VIS
+    2019/2021 layout, compressed RLE, every frame annotated, categories = shape types).
+    Several splits can live in one folder. Calling again with the same arguments returns at once
+    (a marker file records them); different arguments for the same split raise ``DataError``.
+
+    Args:
+        out_dir: folder to write into (created).
+        fmt: ``"davis2017"`` or ``"ytvis"``.
+        split: split name (its seed stream is derived from ``seed`` and ``split``).
+        num_videos, num_frames, height, width: sizes.
+        max_objects: each video has 1..max_objects annotated objects (0 gives empty videos).
+        seed: base seed; the output is a pure function of all arguments.
+    Returns:
+        ``Path(out_dir)``.
+    """
+    if fmt not in ("davis2017", "ytvis"):
+        raise ValueError(f"synthetic format must be 'davis2017' or 'ytvis', got {fmt!r}")
+    if not (num_videos >= 1 and num_frames >= 1 and height >= 16 and width >= 16 and max_objects >= 0):
+        raise ValueError("synthetic: need num_videos >= 1, num_frames >= 1, height/width >= 16, "
+                         "max_objects >= 0")
+    if max_objects > 254:
+        raise ValueError("synthetic: max_objects must be <= 254 (8-bit palette ids)")
+    out = Path(out_dir)
+    params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames, height=height,
+                  width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
+    marker = out / _MARKER.format(fmt=fmt, split=split)
+    if marker.is_file():
+        old = json.loads(marker.read_text())
+        if old == params:
+            return out
+        raise DataError(f"{marker}: {out} already holds synthetic split {split!r} made with "
+                        f"{old}, not {params}; use another folder")
+    rng = np.random.default_rng(_split_seed(seed, split))
+    names = [f"syn-{split}-{i:04d}" for i in range(num_videos)]
+    if fmt == "davis2017":
+        for name in names:
+            frames, labels, _ = render_video(rng, num_frames=num_frames, height=height,
+                                             width=width, max_objects=max_objects)
+            jdir, adir = out / "JPEGImages" / "480p" / name, out / "Annotations" / "480p" / name
+            jdir.mkdir(parents=True, exist_ok=True)
+            adir.mkdir(parents=True, exist_ok=True)
+            for t in range(num_frames):
+                _save_jpeg(jdir / f"{t:05d}.jpg", frames[t])
+                write_index_png(adir / f"{t:05d}.png", labels[t])
+        (out / "ImageSets" / "2017").mkdir(parents=True, exist_ok=True)
+        (out / "ImageSets" / "2017" / f"{split}.txt").write_text("".join(n + "\n" for n in names))
+    else:
+        videos, annotations = [], []
+        for vid, name in enumerate(names, start=1):
+            frames, labels, cats = render_video(rng, num_frames=num_frames, height=height,
+                                                width=width, max_objects=max_objects)
+            jdir = out / "JPEGImages" / name
+            jdir.mkdir(parents=True, exist_ok=True)
+            file_names = []
+            for t in range(num_frames):
+                _save_jpeg(jdir / f"{t:05d}.jpg", frames[t])
+                file_names.append(f"{name}/{t:05d}.jpg")
+            videos.append(dict(id=vid, width=width, height=height, length=num_frames,
+                               file_names=file_names))
+            for k, cat in enumerate(cats, start=1):
+                m = labels == k  # [T, H, W]
+                segs, areas, boxes = [], [], []
+                for t in range(num_frames):
+                    if m[t].any():
+                        segs.append(rle_encode(m[t][None])[0])
+                        areas.append(int(m[t].sum()))
+                        ys, xs = np.nonzero(m[t])
+                        boxes.append([float(xs.min()), float(ys.min()),
+                                      float(xs.max() - xs.min() + 1), float(ys.max() - ys.min() + 1)])
+                    else:
+                        segs.append(None)
+                        areas.append(None)
+                        boxes.append(None)
+                annotations.append(dict(id=len(annotations) + 1, video_id=vid, category_id=cat,
+                                        iscrowd=0, height=height, width=width, length=1,
+                                        segmentations=segs, areas=areas, bboxes=boxes))
+        categories = [dict(id=i, name=n, supercategory="shape") for i, n in SHAPES.items()]
+        info = dict(description="vosbench synthetic moving shapes", params=params)
+        write_json(out / f"{split}.json", dict(info=info, videos=videos, annotations=annotations,
+                                               categories=categories))
+    write_json(marker, params)
+    return out
+
+
+def cache_key(**params) -> str:
+    """Folder name that identifies a synthetic split by every generator argument."""
+    p = dict(params, version=GENERATOR_VERSION)
+    return (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
+            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
+
+
+def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
+                    num_frames: int, height: int, width: int, max_objects: int, seed: int) -> Path:
+    """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
+
+    The folder is written under a temporary name and renamed into place, so concurrent
+    builders (pytest-xdist workers, DataLoader workers) never see a half-written dataset.
+    """
+    params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
+                  height=height, width=width, max_objects=max_objects, seed=seed)
+    cache = Path(cache_dir).expanduser()
+    final = cache / cache_key(**params)
+    if (final / _MARKER.format(fmt=fmt, split=split)).is_file():
+        return final
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
+    try:
+        generate(tmp, **params)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process finished first: use its copy
+            if not (final / _MARKER.format(fmt=fmt, split=split)).is_file():
+                raise
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+    return final
+
+
+__all__ = ["SHAPES", "GENERATOR_VERSION", "generate", "cached_generate", "cache_key", "render_video"]
