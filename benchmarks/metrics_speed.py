@@ -52,12 +52,12 @@ def _peak_mb() -> float:
 
 
 # ------------------------------------------------------------------------------ children
-def child_ours_davis(gt: str, results: str, with_t: bool, task: str) -> dict:
+def child_ours_davis(gt: str, results: str, with_t: bool, task: str, workers: int = 1) -> dict:
     from vosbench.metrics.runner import evaluate_vos_folder
     t0 = time.perf_counter()
     out = Path(results).parent / f"ours_{task}_{'t' if with_t else 'jf'}"
     rep = evaluate_vos_folder(task, gt, results, out, with_t=with_t, use_cache=False,
-                              progress=False)
+                              progress=False, workers=workers)
     dt = time.perf_counter() - t0
     rows = rep["per_object"]
     return {"time": dt, "peak_mb": _peak_mb(), "global": rep["global"], "rows": rows}
@@ -193,7 +193,7 @@ def child_t_parts(official: str, gt: str, results: str, num_seqs: int) -> dict:
     off = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(off)
     seqs = (Path(gt) / "ImageSets" / "2017" / "val.txt").read_text().split()[:num_seqs]
-    t_ours = t_off = 0.0
+    t_ours = t_off = t_same = 0.0
     worst = 0.0
     n_pairs = 0
     for seq in seqs:
@@ -216,6 +216,9 @@ def child_t_parts(official: str, gt: str, results: str, num_seqs: int) -> dict:
                                    np.zeros((1, len(up2))))
             cost = off.hist_cost_2(s1, s2)
             t_off += time.perf_counter() - t0
+            t0 = time.perf_counter()  # the same steps, ours
+            tstab.chi2_cost(tstab.shape_context(up1), tstab.shape_context(up2))
+            t_same += time.perf_counter() - t0
             _, sx, sy = tstab.match_dtw(cost)
             c2 = np.roll(np.roll(cost, -(sy + 1), axis=1), -(sx + 1), axis=0)
             pairs, _, _ = tstab.match_dtw(c2)
@@ -226,8 +229,12 @@ def child_t_parts(official: str, gt: str, results: str, num_seqs: int) -> dict:
             bij = off.get_bijective_pairs(pairs, cost)
             val = float(np.average(cost[bij[:, 0], bij[:, 1]])) * 5.0
             t_off += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            tstab._bijective(pairs, cost)
+            t_same += time.perf_counter() - t0
             worst = max(worst, abs(val - ours[k]))
-    return {"time_ours": t_ours, "time_official_python_parts": t_off, "pairs": n_pairs,
+    return {"time_ours": t_ours, "time_official_python_parts": t_off, "time_ours_same_steps": t_same,
+            "pairs": n_pairs,
             "max_diff": worst, "peak_mb": _peak_mb()}
 
 
@@ -235,6 +242,7 @@ CHILDREN = {
     "t_parts": lambda a: child_t_parts(a.official, a.gt, a.results, a.t_sample_seqs),
     "ours_davis2017": lambda a: child_ours_davis(a.gt, a.results, False, "davis2017"),
     "ours_davis2016_t": lambda a: child_ours_davis(a.gt, a.results, True, "davis2016"),
+    "ours_davis2016_t_w2": lambda a: child_ours_davis(a.gt, a.results, True, "davis2016", 2),
     "official_davis2017": lambda a: child_official_davis2017(a.official, a.gt, a.results),
     "official_davis2016_jf": lambda a: child_official_davis2016_jf(a.official, a.gt, a.results),
     "official_ytvis": lambda a: child_official_ytvis(a.official, a.gt, a.results),
@@ -281,6 +289,8 @@ def main() -> None:
     ap.add_argument("--ytvis-videos", type=int, default=300)
     ap.add_argument("--ytvis-frames", type=int, default=30)
     ap.add_argument("--skip-t", action="store_true")
+    ap.add_argument("--parts", default="jf,t,ytvis",
+                    help="comma-separated subset of jf, t, ytvis to run")
     ap.add_argument("--t-sample-seqs", type=int, default=5,
                     help="sequences used for the T comparison with the official Python steps")
     ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
@@ -308,6 +318,18 @@ def main() -> None:
         print(s, flush=True)
         lines.append(s)
 
+    parts = set(a.parts.split(","))
+    if a.skip_t:
+        parts.discard("t")
+    if "jf" in parts:
+        _bench_jf(a, gt, res, report)
+    if "t" in parts:
+        _bench_t(a, gt, res, report)
+    if "ytvis" in parts:
+        _bench_ytvis(a, yset, report)
+
+
+def _bench_jf(a, gt, res, report) -> None:
     report(f"# DAVIS-2017 semi-supervised J&F: {a.sequences} sequences x {a.frames} frames, 854x480")
     ours = run_child("ours_davis2017", gt=gt, results=res)
     report(f"ours      : {ours['time']:7.2f} s, peak {ours['peak_mb']:6.0f} MB, "
@@ -323,31 +345,42 @@ def main() -> None:
                f"{off['peak_mb'] / ours['peak_mb']:.1f}x, max |diff| per-object "
                f"{d_rows:.2e}, global {d_glob:.2e} ({len(ours['rows'])} objects)")
 
-    if not a.skip_t:
-        report("\n# DAVIS-2016 (union foreground) J, F and T on the same results")
-        o16 = run_child("ours_davis2016_t", gt=gt, results=res)
-        report(f"ours J/F/T: {o16['time']:7.2f} s, peak {o16['peak_mb']:6.0f} MB, "
-               f"J {o16['global']['J_mean']:.6f} F {o16['global']['F_mean']:.6f} "
-               f"T {o16['global']['T_mean']:.6f}")
-        report("official T: not run (C++ tstab extension, Boost.Python, python-2 glue); the issue "
-               "quotes ~600 s on 2 cores for such a set")
-        report(f"T speed-up vs the quoted 600 s: {600.0 / o16['time']:.1f}x (J/F time included "
-               "in ours)")
-        if a.official:
-            tp = run_child("t_parts", official=a.official, gt=gt, results=res,
-                           t_sample_seqs=a.t_sample_seqs)
-            report(f"T on {a.t_sample_seqs} sequences ({tp['pairs']} pairs): ours end to end "
-                   f"{tp['time_ours']:.2f} s; official Python steps alone (sc_compute, hist_cost_2, "
-                   f"get_bijective_pairs; C++ contour + Dijkstra excluded) {tp['time_official_python_parts']:.2f} s "
-                   f"-> speed-up >= {tp['time_official_python_parts'] / tp['time_ours']:.1f}x; "
-                   f"max |T diff| {tp['max_diff']:.2e}")
-            o16f = run_child("official_davis2016_jf", official=a.official, gt=gt, results=res)
-            ours_rows = [{"Sequence": r["Sequence"], "J-Mean": r["J-Mean"], "F-Mean": r["F-Mean"]}
-                         for r in o16["rows"]]
-            d = _max_diff(ours_rows, o16f["rows"], ["J-Mean", "F-Mean"])
-            report(f"official 2016 J/F functions: {o16f['time']:7.2f} s; max |diff| per-sequence "
-                   f"J/F mean {d:.2e}")
 
+
+def _bench_t(a, gt, res, report) -> None:
+    report("\n# DAVIS-2016 (union foreground) J, F and T on the same results")
+    o16 = run_child("ours_davis2016_t", gt=gt, results=res)
+    report(f"ours J/F/T: {o16['time']:7.2f} s, peak {o16['peak_mb']:6.0f} MB, "
+           f"J {o16['global']['J_mean']:.6f} F {o16['global']['F_mean']:.6f} "
+           f"T {o16['global']['T_mean']:.6f}")
+    report("official T: not run (C++ tstab extension, Boost.Python, python-2 glue); the issue "
+           "quotes ~600 s on 2 cores for such a set")
+    report(f"T speed-up vs the quoted 600 s: {600.0 / o16['time']:.1f}x (J/F time included "
+           "in ours)")
+    o16w = run_child("ours_davis2016_t_w2", gt=gt, results=res)
+    report(f"ours J/F/T with 2 worker processes (the official toolkit runs sequences with joblib, "
+           f"N_JOBS=32): {o16w['time']:7.2f} s -> {600.0 / o16w['time']:.1f}x the quoted 600 s")
+    if a.official:
+        tp = run_child("t_parts", official=a.official, gt=gt, results=res,
+                       t_sample_seqs=a.t_sample_seqs)
+        report(f"T on {a.t_sample_seqs} sequences ({tp['pairs']} pairs): ours end to end "
+               f"{tp['time_ours']:.2f} s; official Python steps alone (sc_compute, hist_cost_2, "
+               f"get_bijective_pairs; C++ contour + Dijkstra excluded) {tp['time_official_python_parts']:.2f} s "
+               f"-> speed-up >= {tp['time_official_python_parts'] / tp['time_ours']:.1f}x; "
+               f"max |T diff| {tp['max_diff']:.2e}")
+        report(f"  same steps only (shape contexts, chi2 costs, bijective pairs): ours "
+               f"{tp['time_ours_same_steps']:.2f} s vs official {tp['time_official_python_parts']:.2f} s "
+               f"-> {tp['time_official_python_parts'] / tp['time_ours_same_steps']:.1f}x")
+        o16f = run_child("official_davis2016_jf", official=a.official, gt=gt, results=res)
+        ours_rows = [{"Sequence": r["Sequence"], "J-Mean": r["J-Mean"], "F-Mean": r["F-Mean"]}
+                     for r in o16["rows"]]
+        d = _max_diff(ours_rows, o16f["rows"], ["J-Mean", "F-Mean"])
+        report(f"official 2016 J/F functions: {o16f['time']:7.2f} s; max |diff| per-sequence "
+               f"J/F mean {d:.2e}")
+
+
+
+def _bench_ytvis(a, yset, report) -> None:
     report(f"\n# YouTube-VIS: {a.ytvis_videos} videos x {a.ytvis_frames} frames, 360x640")
     oy = run_child("ours_ytvis", gt=str(yset / "gt.json"), results=str(yset / "results.json"))
     report(f"ours      : {oy['time']:7.2f} s, peak {oy['peak_mb']:6.0f} MB, AP {oy['global']['AP']:.6f}")
