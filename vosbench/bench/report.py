@@ -62,7 +62,9 @@ def _fmt(key: str, v: Any) -> str:
 
 def _fmt_reported(v: Any) -> str:
     """Reported numbers exactly as the paper prints them (no rounding)."""
-    return "-" if v is None else f"{v:g}"
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if round(v, 1) == v else f"{v:g}"  # 96.0 as printed, 0.05 kept
 
 
 def _sort_key(task: str):

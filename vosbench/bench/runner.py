@@ -138,8 +138,10 @@ def plan_suite(suite: Suite, *, cache_dir: Path, roots: dict[str, str] | None = 
         if ck:
             p = _resolve_path(ck)
             if not p.is_file():
+                others = ",".join(r.row for r in suite.methods if r.row != m.row) or "..."
                 raise SuiteError(f"{where}: row {m.row!r}: checkpoint {p} does not exist (train it "
-                                 f"with tools/train.py, or pass --checkpoint {m.row}=PATH)")
+                                 f"with tools/train.py, pass --checkpoint {m.row}=PATH, or run the "
+                                 f"other rows only: --rows {others})")
             ckpt_paths[m.row] = p
         else:
             ckpt_paths[m.row] = None
@@ -340,7 +342,8 @@ def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool 
     bar = tqdm(jobs, desc="bench jobs", unit="job", disable=not progress or not jobs,
                file=sys.stderr, dynamic_ncols=True)
     if progress and jobs:
-        log = bar.write  # noqa: F811  (keep log lines from tearing the progress bar)
+        def log(msg: str) -> None:  # noqa: F811  (keep log lines from tearing the progress bar)
+            bar.write(msg, file=sys.stderr)
     for job in bar:
         bar.set_postfix_str(f"{job.row} on {job.dataset}")
         entry = cache.get(job.row, job.dataset, job.key)
