@@ -462,29 +462,33 @@ def match_dtw(cost: np.ndarray) -> tuple[np.ndarray, int, int]:
         best = np.minimum(D[start - W - 1:stop - W - 1:n2], D[start - W:stop - W:n2])
         np.minimum(best, D[start - 1:stop - 1:n2], out=best)
         D[sl] = best + cp[sl]
-    # backtrack
+    # backtrack from the destination; among tied predecessors prefer the diagonal, then
+    # (i-1, j), then (i, j-1)
     i, j = n1 - 1, n2 - 1
     path = [(i, j)]
     min_cost = np.inf
     min_ij = (i, j)
-    Dm = D.reshape(n1 + 1, W)
-    while (i, j) != (0, 0):
-        cc = c[i, j]
-        if cc < min_cost:
+    Di = D.item
+    ci = c.item
+    while i or j:
+        cc = ci(i * n2 + j)
+        if cc < min_cost:  # first strict minimum from the destination (origin excluded)
             min_cost = cc
             min_ij = (i, j)
-        cand = []
-        if i > 0 and j > 0:
-            cand.append((Dm[i, j], i - 1, j - 1))
-        if i > 0:
-            cand.append((Dm[i, j + 1], i - 1, j))
-        if j > 0:
-            cand.append((Dm[i + 1, j], i, j - 1))
-        best = min(x[0] for x in cand)
-        for v, pi, pj in cand:
-            if v == best:
-                i, j = pi, pj
-                break
+        if i and j:
+            base = (i + 1) * W + (j + 1)
+            d, u, left = Di(base - W - 1), Di(base - W), Di(base - 1)
+            if d <= u and d <= left:
+                i -= 1
+                j -= 1
+            elif u <= left:
+                i -= 1
+            else:
+                j -= 1
+        elif i:
+            i -= 1
+        else:
+            j -= 1
         path.append((i, j))
     return np.asarray(path, dtype=np.int64), min_ij[0], min_ij[1]
 
