@@ -228,11 +228,16 @@ class VideoDataset(Sequence[VideoSample]):
         for rec in self.videos:
             size_ref: tuple[int, int] | None = rec.size
             for t in range(len(rec.frame_paths)):
-                fr = problems.guard(lambda: self._read_frame(rec, t))
-                if fr is None:
+                size = self._check_frame(rec, t, problems)
+                if size is None:
                     continue
-                size_ref = size_ref or fr.size
-                if fr.size != size_ref:
-                    problems.add(f"{rec.frame_paths[t]}: frame size {fr.size[0]}x{fr.size[1]} differs "
+                size_ref = size_ref or size
+                if size != size_ref:
+                    problems.add(f"{rec.frame_paths[t]}: frame size {size[0]}x{size[1]} differs "
                                  f"from the video's {size_ref[0]}x{size_ref[1]}")
         return problems.items
+
+    def _check_frame(self, rec: VideoRecord, t: int, problems: Problems) -> tuple[int, int] | None:
+        """Decode frame ``t`` recording its problems; returns its (H, W) or None."""
+        fr = problems.guard(lambda: self._read_frame(rec, t))
+        return None if fr is None else fr.size

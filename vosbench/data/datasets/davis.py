@@ -73,6 +73,16 @@ class _DavisBase(VideoDataset):
         fr.void = lab_t == VOID_LABEL if not self.binary else None
         return fr
 
+    def _check_frame(self, rec: VideoRecord, t: int, problems: Problems) -> tuple[int, int] | None:
+        # image and annotation are checked separately, so one bad file does not hide the other
+        rgb = problems.guard(lambda: read_image(rec.frame_paths[t]))
+        ann = rec.extra["_ann_paths"].get(t)
+        lab = None if ann is None else problems.guard(lambda: self._read_label(ann))
+        if rgb is not None and lab is not None and lab.shape != rgb.shape[:2]:
+            problems.add(f"{ann}: annotation size {lab.shape[0]}x{lab.shape[1]} differs from its frame "
+                         f"{rec.frame_paths[t].name} ({rgb.shape[0]}x{rgb.shape[1]})")
+        return None if rgb is None else (int(rgb.shape[0]), int(rgb.shape[1]))
+
     def _read_labels_only(self, rec: VideoRecord, t: int):
         ann = rec.extra["_ann_paths"].get(t)
         if ann is None:
