@@ -197,6 +197,8 @@ def run_workers(args, out: Path, argv_full: list[str], log) -> int:
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
+        else:  # CPU workers share the cores instead of each taking all of them
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
         cmd = [sys.executable, str(REPO / "tools" / "bench.py"), *child_args,
                "--shard", f"{i}/{n}", "--out", str(out), "--no-progress"]
         log(f"[bench] worker {i}: {' '.join(cmd)}" + (f" (GPU {env['CUDA_VISIBLE_DEVICES']})" if gpus else ""))
