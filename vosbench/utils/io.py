@@ -63,7 +63,7 @@ def read_index_png(path: str | os.PathLike, *, allow_binary_rgb: bool = False) -
     """
     img = _open(path)
     if img.mode in ("P", "L"):
-        return np.asarray(img)
+        return np.array(img)  # writable (np.asarray of a PIL image is read-only)
     if img.mode in ("1",):
         return np.asarray(img).astype(np.uint8) * 255
     if allow_binary_rgb and img.mode in ("RGB", "RGBA"):

@@ -109,7 +109,7 @@ class SegTrackV2(VideoDataset):
 
     def _read_mask(self, path: Path) -> np.ndarray:
         a = read_index_png(path, allow_binary_rgb=True)
-        vals = np.unique(a)
+        vals = np.flatnonzero(np.bincount(a.ravel(), minlength=256))
         if len(vals) > 2 or (len(vals) == 2 and vals[0] != 0):
             raise DataError(f"{path}: mask is not binary (values {vals[:6].tolist()})")
         return a > 0
