@@ -46,6 +46,9 @@ from vosbench.registry import METHODS  # noqa: E402
 
 # Training split: disjoint seed stream from val (the generator derives it from the split name).
 TRAIN_DATA = dict(num_videos=60, num_frames=16)
+# Held-out evaluation: the val seed stream, more and longer videos than the 4x6 default config so
+# that tracking through fast motion, occlusions and late entries is actually measured.
+VAL_DATA = dict(num_videos=12, num_frames=16)
 
 
 def method_config(name: str, sets: list[str]) -> dict:
@@ -146,7 +149,7 @@ def evaluate(args) -> None:
     from vosbench.metrics import build_evaluator
 
     torch.set_num_threads(args.threads)
-    data = build_dataset(dataset_config("val"))
+    data = build_dataset(dataset_config("val", **VAL_DATA))
     runs = []
     if not args.no_baselines:
         for name in ("first_frame_copy", "flow_propagation"):

@@ -453,7 +453,7 @@ class LIP(VideoMethod):
                 losses = {**rpn_losses, **self.criterion.roi_losses(
                     heads.roi_heads, feats, proposals, image_list.image_sizes, [targets])}
                 total, active = stopper.active_loss(losses)
-                last = {k: float(v) for k, v in losses.items()}
+                last = {k: float(v.detach()) for k, v in losses.items()}
                 if total is None:  # every head below its threshold: early stop
                     break
                 opt.zero_grad(set_to_none=True)
@@ -488,7 +488,7 @@ class LIP(VideoMethod):
         it = 0
         for it in range(1, self.online_id_iters + 1):
             loss = focal_loss(layer(feats), labels, gamma=self.criterion.focal_gamma)
-            if float(loss) < self.online_id_loss_thresh:
+            if float(loss.detach()) < self.online_id_loss_thresh:
                 break
             opt.zero_grad(set_to_none=True)
             loss.backward()
