@@ -12,8 +12,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory) -> Path:
     """A cache folder for the tiny synthetic dataset shared by the tool tests."""
-    import vosbench.data as data
-
-    if not all(hasattr(data, n) for n in ("build_dataset", "ClipDataset", "collate_clips")):
-        pytest.skip("vosbench.data does not provide build_dataset/ClipDataset/collate_clips yet")
     return tmp_path_factory.mktemp("synthetic")

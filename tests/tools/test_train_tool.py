@@ -41,8 +41,7 @@ def test_cli_help_and_clear_errors(synth_root, tmp_path):
                    "max_iter"):
         assert needle in out, needle
     base = [*TINY, *data_overrides(synth_root), f"output_dir={tmp_path}"]
-    typo = run_tool("train", *base, "trainer.max_iterz=3", check=False)
-    assert typo.returncode != 0 and "max_iterz" in typo.stderr and "Traceback" not in typo.stderr
+    # (a misspelt key fails inside Hydra's composition: see test_composition_errors)
     bogus = run_tool("train", *base, "+method.bogus=1", check=False)
     assert bogus.returncode == 2, bogus.stderr[-2000:]
     assert "error: method '_tiny_test_method' does not accept key(s) ['bogus']" in bogus.stderr
