@@ -31,7 +31,14 @@ def measure(name: str, overrides: list[str], warmup: int, iters: int, device: st
     from vosbench.engine.defaults import build_method, build_optimizer, build_scheduler, seed_everything
     from vosbench.engine.train_loop import SimpleTrainer
 
-    cfg = compose([f"method={name}", "dataset=synthetic", "trainer=debug", *overrides])
+    import methods  # noqa: F401
+    from vosbench.registry import METHODS
+
+    data = "synthetic"
+    cfg = compose([f"method={name}", f"dataset={data}", "trainer=debug", *overrides])
+    if getattr(METHODS.get(cfg.method.name), "task", "vos") == "vis":  # MaskProp trains on VIS data
+        data = "synthetic_vis"
+        cfg = compose([f"method={name}", f"dataset={data}", "trainer=debug", *overrides])
     t = cfg.trainer
     seed_everything(int(cfg.seed))
     method = build_method(cfg, device)
@@ -49,7 +56,7 @@ def measure(name: str, overrides: list[str], warmup: int, iters: int, device: st
     dt = time.perf_counter() - start
     params = sum(p.numel() for p in method.parameters() if p.requires_grad)
     h, w = cfg.dataset.get("height", "?"), cfg.dataset.get("width", "?")
-    return {"it_s": iters / dt, "s_it": dt / iters, "batch": int(t.batch_size),
+    return {"it_s": iters / dt, "s_it": dt / iters, "batch": int(t.batch_size), "dataset": data,
             "frames": int(t.clip.num_frames), "size": f"{h}x{w}", "params_m": params / 1e6,
             "loss": trainer.metrics.get("total_loss", float("nan")),
             "threads": torch.get_num_threads()}
@@ -72,7 +79,8 @@ def main() -> None:
     if not names:
         print("no configs/method/*_tiny.yaml found")
         return
-    print(f"{'method':<28}{'it/s':>8}{'s/it':>8}{'batch':>7}{'T':>4}{'size':>9}{'params(M)':>11}{'loss':>9}")
+    print(f"{'method':<28}{'dataset':>14}{'it/s':>8}{'s/it':>8}{'batch':>7}{'T':>4}{'size':>9}"
+          f"{'params(M)':>11}{'loss':>10}")
     for name in names:
         try:
             r = measure(name, args.overrides, args.warmup, args.iters, args.device)
@@ -80,8 +88,8 @@ def main() -> None:
             print(f"{name:<28}FAILED: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
             traceback.print_exc(limit=2, file=sys.stderr)
             continue
-        print(f"{name:<28}{r['it_s']:>8.2f}{r['s_it']:>8.3f}{r['batch']:>7}{r['frames']:>4}{r['size']:>9}"
-              f"{r['params_m']:>11.3f}{r['loss']:>9.4f}")
+        print(f"{name:<28}{r['dataset']:>14}{r['it_s']:>8.2f}{r['s_it']:>8.3f}{r['batch']:>7}{r['frames']:>4}"
+              f"{r['size']:>9}{r['params_m']:>11.3f}{r['loss']:>10.4f}")
     print(f"(device {args.device}, {args.threads} thread(s), {args.iters} timed iterations after "
           f"{args.warmup} warm-up, data loading included)")
 

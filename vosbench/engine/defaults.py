@@ -267,6 +267,10 @@ def _train(cfg: Any, device: torch.device) -> dict[str, Any]:
     trainer = SimpleTrainer(model, [], optimizer, scheduler=scheduler, grad_clip=t.grad_clip,
                             amp=t.amp, accum_steps=t.accum_steps, hooks=hooks)
     dataset = build_dataset(cfg.dataset, split=t.train_split)
+    data_task = getattr(dataset, "task", None)
+    if data_task is not None and data_task != getattr(method, "task", data_task):
+        raise ConfigError(f"method {cfg.method.name!r} solves task {method.task!r} but dataset "
+                          f"{cfg.dataset.name!r} is a {data_task!r} dataset")
     clips = ClipDataset(dataset, seed=int(cfg.seed), **plain_config(t.clip))
     trainer.data_loader = loader = InfiniteLoader(
         clips, batch_size=t.batch_size // world, collate_fn=collate_clips,

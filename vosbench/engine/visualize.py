@@ -51,7 +51,7 @@ def overlay(rgb: np.ndarray, index: np.ndarray | None, *, alpha: float = 0.5) ->
         color = np.array([128, 128, 128] if i == 255 else DAVIS_PALETTE[i % 255 or 1], dtype=np.float32)
         out[m] = (out[m].astype(np.float32) * (1 - alpha) + color * alpha + 0.5).astype(np.uint8)
         contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-        cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), 1)
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), max(1, rgb.shape[0] // 240))
     return out
 
 
