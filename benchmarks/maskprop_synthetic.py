@@ -189,11 +189,35 @@ def train(args: argparse.Namespace) -> Path:
     tmp = out.with_suffix(".tmp")
     torch.save({"model": {k: v.detach().clone() for k, v in model.state_dict().items()},
                 "meta": {"iterations": it, "train_minutes": round(train_min, 2),
-                         "config": "configs/method/maskprop_tiny.yaml", "args": vars(args) | {
-                             "data_root": str(args.data_root)}}}, tmp)
+                         "config": "configs/method/maskprop_tiny.yaml",
+                         "args": {k: v if isinstance(v, (int, float)) else str(v)
+                                  for k, v in vars(args).items()}}}, tmp)
     os.replace(tmp, out)
     print(f"saved {out} ({out.stat().st_size / 2**20:.2f} MiB)")
     return out
+
+
+def class_agnostic(sample, pred):
+    """Sample and prediction with every category set to 1 and one entry per video-level sequence
+    (its best-scored category): video AP of tracking + segmentation alone, the part in which
+    MaskProp and the baseline differ (they share the detector and its classifier)."""
+    from vosbench.structures import Frame, FramePrediction, VideoPrediction, VideoSample
+
+    frames = [Frame(image=f.image, index=f.index, name=f.name, masks=f.masks, obj_ids=f.obj_ids,
+                    labels=torch.ones_like(f.labels)) for f in sample.frames]
+    s2 = VideoSample(sample.video_id, frames, task="vis", orig_size=sample.orig_size,
+                     categories={1: "object"}, meta=dict(sample.meta))
+    seq = pred.meta.get("sequence_of_entry", list(range(len(pred.obj_ids))))
+    best: dict[int, int] = {}
+    for k, v in enumerate(seq):
+        if v not in best or pred.scores[k] > pred.scores[best[v]]:
+            best[v] = k
+    keep = torch.tensor(sorted(best.values()), dtype=torch.int64)
+    p2 = VideoPrediction(pred.video_id, pred.obj_ids[keep], pred.scores[keep],
+                         torch.ones(len(keep), dtype=torch.int64),
+                         [FramePrediction(f.index, f.masks[keep]) for f in pred.frames],
+                         pred.orig_size, pred.num_frames)
+    return s2, p2
 
 
 def evaluate(args: argparse.Namespace, ckpt: Path) -> dict:
@@ -211,8 +235,9 @@ def evaluate(args: argparse.Namespace, ckpt: Path) -> dict:
         model = build(method_cfg(cfg_name, weights=str(ckpt), **extra), METHODS).eval()
         if not refine:
             model.refinement = None
-        ev = build_evaluator("ytvis")
+        ev, ev_agn = build_evaluator("ytvis"), build_evaluator("ytvis")
         ev.reset()
+        ev_agn.reset()
         t_model, frames = 0.0, 0
         for sample in ds:
             t0 = time.time()
@@ -221,11 +246,16 @@ def evaluate(args: argparse.Namespace, ckpt: Path) -> dict:
             t_model += time.time() - t0
             frames += sample.num_frames
             ev.process(sample, pred)
+            ev_agn.process(*class_agnostic(sample, pred))
         res = ev.evaluate()
         res["fps"] = frames / max(t_model, 1e-9)
+        res["class_agnostic"] = ev_agn.evaluate()
         results[label] = res
         print(f"{label:28s} " + "  ".join(f"{k} {100 * res[k]:.1f}" for k in KEYS) +
               f"  fps {res['fps']:.1f}", flush=True)
+        agn = res["class_agnostic"]
+        print(f"{'  class-agnostic':28s} " + "  ".join(f"{k} {100 * agn[k]:.1f}" for k in KEYS),
+              flush=True)
     return results
 
 
@@ -255,9 +285,11 @@ def main() -> None:
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}", flush=True)
     ckpt = args.eval_only or train(args)
     results = evaluate(args, Path(ckpt))
-    mp, fl = results["maskprop"]["mAP"], results["maskprop_framelink"]["mAP"]
-    print(f"mAP maskprop / framelink = {100 * mp:.1f} / {100 * fl:.1f} "
-          f"(ratio {mp / fl if fl > 0 else math.inf:.2f})")
+    for what, get in (("video mAP", lambda r: r["mAP"]),
+                      ("class-agnostic video mAP", lambda r: r["class_agnostic"]["mAP"])):
+        mp, fl = get(results["maskprop"]), get(results["maskprop_framelink"])
+        print(f"{what}: maskprop / framelink = {100 * mp:.1f} / {100 * fl:.1f} "
+              f"(ratio {mp / fl if fl > 0 else math.inf:.2f})")
     if args.json:
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=2, default=float))

@@ -26,11 +26,15 @@ class MaskPropagationHead(nn.Module):
         in_channels: channels C of the FPN level (256 for the paper's FPN).
         offset_channels: residual block width (128 in the paper).
         dilations: deformable convolution dilations ((3, 6, 12) in the paper).
+        background_logit: add a constant zero logit ("no instance") to the softmax, so an
+            instance's mask can vanish far from it even where the attention map is high (not in
+            the paper, which relies on the attention map alone; off in the paper config).
     """
 
     def __init__(self, *, in_channels: int, offset_channels: int = 128,
-                 dilations: Sequence[int] = (3, 6, 12)) -> None:
+                 dilations: Sequence[int] = (3, 6, 12), background_logit: bool = False) -> None:
         super().__init__()
+        self.background_logit = background_logit
         self.propagation = DeformablePropagation(in_channels=in_channels, out_channels=in_channels,
                                                  offset_channels=offset_channels, dilations=dilations)
         self.mask_logits = nn.Conv2d(in_channels, 1, 3, padding=1)
@@ -62,7 +66,11 @@ class MaskPropagationHead(nn.Module):
         prop = self.propagation.propagate(inst_feats, offsets)                 # [N, C, h, w]
         logits = self.mask_logits(prop + feat_tgt)[:, 0]                      # [N, h, w]
         attention = torch.sigmoid(self.attention(feat_tgt))[:, 0]             # [1, h, w]
-        return logits.softmax(dim=0) * attention
+        if self.background_logit:
+            probs = torch.cat([torch.zeros_like(logits[:1]), logits]).softmax(dim=0)[1:]
+        else:
+            probs = logits.softmax(dim=0)
+        return probs * attention
 
 
 class _ResBlock(nn.Module):

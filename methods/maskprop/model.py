@@ -102,6 +102,8 @@ class MaskProp(VideoMethod):
         prop_level: FPN level the propagation branch reads ('1': stride 8, the second-largest map).
         prop_offset_channels: width of the offset residual block (paper: 128).
         prop_dilations: deformable convolution dilations (paper: 3, 6, 12).
+        prop_background_logit: add a "no instance" logit to the softmax across instances
+            (not in the paper; see ``MaskPropagationHead``).
         refine: use the high-resolution refinement; refine_channels (128), refine_blocks (3),
             refine_patch (patch side, 384), refine_context (patch side / box side).
         prop_loss_weight, refine_loss_weight: weights of the propagation (eq. 2) and refinement
@@ -134,6 +136,7 @@ class MaskProp(VideoMethod):
         prop_level: str = "1",
         prop_offset_channels: int = 128,
         prop_dilations: Sequence[int] = (3, 6, 12),
+        prop_background_logit: bool = False,
         refine: bool = True,
         refine_channels: int = 128,
         refine_blocks: int = 3,
@@ -161,7 +164,8 @@ class MaskProp(VideoMethod):
         self.num_classes = num_classes
         self.prop_level = str(prop_level)
         self.propagation = MaskPropagationHead(in_channels=channels, offset_channels=prop_offset_channels,
-                                               dilations=prop_dilations)
+                                               dilations=prop_dilations,
+                                               background_logit=prop_background_logit)
         self.refinement = (MaskRefinementHead(channels=refine_channels, num_blocks=refine_blocks,
                                               patch_size=refine_patch, context=refine_context)
                            if refine else None)

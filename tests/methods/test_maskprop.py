@@ -120,6 +120,19 @@ def test_propagation_head_softmax_across_instances_times_attention():
     assert head(f_src, f_tgt, inst[:0]).shape == (0, 10, 12)
 
 
+def test_background_logit_lets_a_single_instance_mask_vanish():
+    torch.manual_seed(0)
+    head = MaskPropagationHead(in_channels=4, offset_channels=4, dilations=(1,), background_logit=True)
+    f_src, f_tgt = torch.randn(1, 4, 6, 6), torch.randn(1, 4, 6, 6)
+    with torch.no_grad():
+        head.mask_logits.bias.fill_(-20.0)       # the instance scores "not me" everywhere
+    out = head(f_src, f_tgt, torch.rand(1, 6, 6))
+    assert float(out.max()) < 1e-6
+    head.background_logit = False                # the paper's softmax over one instance is 1
+    att = torch.sigmoid(head.attention(f_tgt))[0]
+    torch.testing.assert_close(head(f_src, f_tgt, torch.rand(1, 6, 6)), att)
+
+
 def test_refinement_starts_as_identity_and_pastes_back():
     head = MaskRefinementHead(channels=4, num_blocks=1, patch_size=16)
     probs = torch.zeros(1, 32, 32)
