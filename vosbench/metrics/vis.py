@@ -439,16 +439,16 @@ def _to_rle(seg, h: int, w: int, where: str):
                                f"size {[h, w]}")
     if isinstance(seg["counts"], list):
         return mask_utils.frPyObjects(seg, h, w)
-    counts = seg["counts"]
-    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    return seg  # compressed RLE (str or bytes counts): pycocotools takes it as is
 
 
-def _frame_areas(rles: list) -> np.ndarray:
+def _frame_areas(rles: list) -> list[float]:
     """Per-frame areas of an RLE list (0 where absent), one pycocotools call."""
-    out = np.zeros(len(rles))
+    out = [0.0] * len(rles)
     idx = [t for t, r in enumerate(rles) if r]
     if idx:
-        out[idx] = np.asarray(mask_utils.area([rles[t] for t in idx]), dtype=np.float64)
+        for t, a in zip(idx, mask_utils.area([rles[t] for t in idx]).tolist()):
+            out[t] = float(a)
     return out
 
 
@@ -459,6 +459,7 @@ def video_stats_from_rles(key, gts: list[dict], dts: list[dict]) -> VideoStats:
     integer intersection is recovered exactly as ``round(iou * (a_d + a_g) / (1 + iou))`` and
     the union as ``a_d + a_g - I`` (what the official gets from two RLE merges per pair).
     Frame lists are ``zip``-truncated per pair; an absent frame (None) adds the other's area.
+    Sums of integer areas are exact in float64, so the order of the additions does not matter.
 
     Args:
         gts: dicts with ``id, category_id, avg_area, iscrowd, rles`` (list, None = absent).
@@ -473,31 +474,33 @@ def video_stats_from_rles(key, gts: list[dict], dts: list[dict]) -> VideoStats:
         di = [j for j, d in enumerate(dts) if d["category_id"] == c]
         g_rles = [gts[j]["rles"] for j in gi]
         d_rles = [dts[j]["rles"] for j in di]
-        g_area = [_frame_areas(r) for r in g_rles]
-        d_area = [_frame_areas(r) for r in d_rles]
-        I = np.zeros((len(di), len(gi)))
-        U = np.zeros((len(di), len(gi)))
-        for a_, dr in enumerate(d_rles):
-            for b_, gr in enumerate(g_rles):
-                n = min(len(dr), len(gr))  # zip truncation
-                U[a_, b_] = d_area[a_][:n].sum() + g_area[b_][:n].sum()
+        g_area = [gts[j].get("fareas") or _frame_areas(gts[j]["rles"]) for j in gi]
+        d_area = [dts[j].get("fareas") or _frame_areas(dts[j]["rles"]) for j in di]
+        I = [[0.0] * len(gi) for _ in di]
         n_max = max(max(len(r) for r in g_rles), max(len(r) for r in d_rles))
         for t in range(n_max):
             dp = [k for k, r in enumerate(d_rles) if t < len(r) and r[t]]
-            gp = [k for k, r in enumerate(g_rles) if t < len(r) and r[t]]
-            if not dp or not gp:
+            if not dp:
                 continue
-            iou = np.asarray(mask_utils.iou([d_rles[k][t] for k in dp], [g_rles[k][t] for k in gp],
-                                            [0] * len(gp)), dtype=np.float64).reshape(len(dp), len(gp))
-            s = (np.array([d_area[k][t] for k in dp])[:, None]
-                 + np.array([g_area[k][t] for k in gp])[None, :])
-            with np.errstate(invalid="ignore", divide="ignore"):
-                it = np.nan_to_num(np.where(s > 0, np.rint(iou * s / (1.0 + iou)), 0.0))
-            I[np.ix_(dp, gp)] += it
-        U -= I
-        inter[np.ix_(di, gi)] = I
-        union[np.ix_(di, gi)] = U
-    strip = lambda x: {k: v for k, v in x.items() if k != "rles"}  # noqa: E731
+            gp = [k for k, r in enumerate(g_rles) if t < len(r) and r[t]]
+            if not gp:
+                continue
+            iou = mask_utils.iou([d_rles[k][t] for k in dp], [g_rles[k][t] for k in gp],
+                                 [0] * len(gp)).tolist()
+            for x, a_ in enumerate(dp):
+                row, ad = I[a_], d_area[a_][t]
+                for y, b_ in enumerate(gp):
+                    s_ = ad + g_area[b_][t]
+                    v = iou[x][y]
+                    if s_ > 0 and v > 0:
+                        row[b_] += round(v * s_ / (1.0 + v))
+        for x, dj in enumerate(di):
+            for y, gj in enumerate(gi):
+                n = min(len(d_rles[x]), len(g_rles[y]))  # zip truncation
+                u = sum(d_area[x][:n]) + sum(g_area[y][:n]) - I[x][y]
+                inter[dj, gj] = I[x][y]
+                union[dj, gj] = u
+    strip = lambda x: {k: v for k, v in x.items() if k not in ("rles", "fareas")}  # noqa: E731
     return VideoStats(key, [strip(g) for g in gts], [strip(d) for d in dts], inter, union)
 
 
@@ -539,7 +542,7 @@ def evaluate_ytvis_json(gt_json, results_json, *, return_details: bool = False):
         rles = [_to_rle(s, int(v["height"]), int(v["width"]), where) for s in a["segmentations"]]
         gts_by_vid[int(a["video_id"])].append({
             "id": a["id"], "category_id": int(a["category_id"]),
-            "avg_area": avg_area(a.get("areas", [])),
+            "avg_area": avg_area(a.get("areas", [])),  # the json areas, as the official
             "iscrowd": int(bool(a.get("iscrowd", 0))), "rles": rles})
     dts_by_vid: dict[int, list] = {v: [] for v in vids}
     for n, r in enumerate(res):
@@ -549,10 +552,12 @@ def evaluate_ytvis_json(gt_json, results_json, *, return_details: bool = False):
         v = vids[int(r["video_id"])]
         where = f"{rname}: entry {n} (video {r['video_id']})"
         rles = [_to_rle(s, int(v["height"]), int(v["width"]), where) for s in r["segmentations"]]
-        areas = [int(mask_utils.area(x)) if x else None for x in rles]
+        fareas = _frame_areas(rles)
+        # loadRes: areas from the masks, None where absent
+        areas = [int(a) if x else None for a, x in zip(fareas, rles)]
         dts_by_vid[int(r["video_id"])].append({
             "id": n + 1, "category_id": int(r["category_id"]), "score": float(r["score"]),
-            "avg_area": avg_area(areas), "rles": rles})
+            "avg_area": avg_area(areas), "rles": rles, "fareas": fareas})
     videos = [video_stats_from_rles(v, gts_by_vid[v], dts_by_vid[v]) for v in sorted(vids)]
     summary, per_cat, extra = accumulate_and_summarize(videos, cat_ids)
     if extra["num_mismatched_pairs"]:
