@@ -67,7 +67,7 @@ def load_split(split: str, **over):
     if _shared_data_available():
         from vosbench.data import build_dataset
 
-        cfg = to_dict(compose([f"dataset=synthetic"]).dataset)
+        cfg = to_dict(compose(["dataset=synthetic"]).dataset)
         cfg.update(split=split, **over)
         return build_dataset(cfg)
     return _FallbackSplit(split, **{**FALLBACK_DATA, **over})
@@ -191,7 +191,8 @@ def train(args) -> None:
         opt.step()
         it += 1
         for k, v in losses.items():
-            run_avg[k] = 0.95 * run_avg.get(k, float(v)) + 0.05 * float(v.detach())
+            fv = float(v.detach())
+            run_avg[k] = 0.95 * run_avg.get(k, fv) + 0.05 * fv
         if it % 25 == 0:
             row = {"iter": it, "time_s": round(time.time() - t0, 1), "lr": opt.param_groups[0]["lr"],
                    "stage": "recurrent" if recurrent_from is not None else "single",
@@ -213,7 +214,7 @@ def evaluate(args) -> None:
     from vosbench.metrics import build_evaluator
 
     torch.set_num_threads(args.threads)
-    data = load_split("val")
+    data = load_split("val", num_videos=args.val_videos, num_frames=args.val_frames)
     runs = []
     if not args.no_baselines:
         for name in ("first_frame_copy", "flow_propagation"):
@@ -263,6 +264,8 @@ def main() -> None:
     e.add_argument("--config", default="maskrnn_tiny", help="a configs/method/ name")
     e.add_argument("--run", action="append", default=[], help="name=ckpt[:key=value,...]")
     e.add_argument("--no-baselines", action="store_true")
+    e.add_argument("--val-videos", type=int, default=8, help="as benchmarks/suites/default.yaml")
+    e.add_argument("--val-frames", type=int, default=12)
     e.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
     train(args) if args.cmd == "train" else evaluate(args)
