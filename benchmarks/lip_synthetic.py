@@ -48,7 +48,7 @@ from vosbench.registry import METHODS  # noqa: E402
 TRAIN_DATA = dict(num_videos=60, num_frames=16)
 # Held-out evaluation: the val seed stream, more and longer videos than the 4x6 default config so
 # that tracking through fast motion, occlusions and late entries is actually measured.
-VAL_DATA = dict(num_videos=12, num_frames=16)
+VAL_DATA = dict(num_videos=8, num_frames=12)
 
 
 def method_config(name: str, sets: list[str]) -> dict:
