@@ -291,8 +291,8 @@ def eval_unsupervised_sequence(
         frame_names: names of the frames.
 
     Returns:
-        ``SequenceResult`` with ``min(#pred, #gt)``... exactly ``#gt`` rows (padding makes
-        ``#pred >= #gt``).
+        ``SequenceResult`` with one row per GT object (the predictions are zero-padded to at
+        least the GT count, so every GT object is assigned).
     """
     if not gts:
         raise EvaluationError(f"{where or name}: sequence {name!r} has no ground-truth frame")
@@ -352,7 +352,7 @@ def eval_davis2016_sequence(
     Foreground is every non-zero label of GT and prediction (255 included: the toolkit reads
     PNGs as grey), so a multi-object result is evaluated as the union of its objects. J and F
     on frames 1..N-2; T on the **predictions only**, for the consecutive pairs of frames
-    1..N-2 (N-3 values, x5). The single row is named ``<seq>``... as ``<seq>_1``.
+    1..N-2 (N-3 values, x5). The single row is named ``<seq>`` (one foreground per sequence).
 
     Args:
         frames: ``(frame_name, gt uint8[H, W], pred uint8[H, W] or callable)`` per GT frame.
