@@ -161,3 +161,20 @@ def test_bad_results(tmp_path):
     g, r = _write(tmp_path, gt, res)
     with pytest.raises(YTVISFormatError, match="entry 0 has no 'category_id'"):
         evaluate_ytvis_json(g, r)
+
+
+def test_tools_eval_ytvis(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "vosbench_tools_eval_vis", Path(__file__).resolve().parents[2] / "tools" / "eval.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert tool.main(["--task", "ytvis", "--gt", str(YT / "gt.json"), "--results",
+                          str(YT / "results.json"), "--out", str(tmp_path)]) == 0
+    rep = json.loads((tmp_path / "results.json").read_text())
+    assert set(rep["global"]) == set(SUMMARY_KEYS)
+    assert rep["global"]["AP"] == pytest.approx(OFFICIAL["stats"]["AP"], abs=1e-6)
+    assert rep["per_category"]["cat1"] == pytest.approx(OFFICIAL["per_category"]["1"], abs=1e-6)
+    assert (tmp_path / "global_results-valid.csv").is_file()
