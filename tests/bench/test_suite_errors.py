@@ -81,3 +81,29 @@ def test_shipped_suites_parse(name):
     for m in suite.methods:  # every method row names an existing method config
         from vosbench.config import CONFIG_DIR
         assert (CONFIG_DIR / "method" / f"{m.method}.yaml").is_file(), m.method
+
+
+def test_workers_launch_one_shard_each(tmp_path, monkeypatch):
+    """--workers N starts N children with --shard i/N, one GPU each with --gpus, then merges."""
+    import argparse
+    import subprocess
+
+    launched = []
+
+    class FakePopen:
+        def __init__(self, cmd, env):
+            launched.append((cmd, env))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    args = argparse.Namespace(workers=2, gpus="3,5", verify=False, no_plots=True)
+    argv = ["tools/bench.py", "default", "--workers", "2", "--gpus=3,5", "--rows", "a"]
+    with pytest.raises(SuiteError, match="no shards"):  # the fake children wrote nothing
+        cli.run_workers(args, tmp_path / "run", argv, log=lambda m: None)
+    cmds = [c for c, _ in launched]
+    assert [c[c.index("--shard") + 1] for c in cmds] == ["0/2", "1/2"]
+    assert all("--workers" not in c and not any(a.startswith("--gpus") for a in c) for c in cmds)
+    assert all(c[c.index("--out") + 1] == str(tmp_path / "run") and "--rows" in c for c in cmds)
+    assert [e["CUDA_VISIBLE_DEVICES"] for _, e in launched] == ["3", "5"]

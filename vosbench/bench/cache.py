@@ -30,9 +30,9 @@ CACHE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
-    """``$VOSBENCH_CACHE`` or ``<repo>/.cache/vosbench`` (git-ignored)."""
+    """``$VOSBENCH_CACHE`` or ``~/.cache/vosbench`` (the synthetic data's default cache too)."""
     env = os.environ.get("VOSBENCH_CACHE")
-    return Path(env) if env else REPO / ".cache" / "vosbench"
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vosbench"
 
 
 def canonical_hash(obj: Any) -> str:

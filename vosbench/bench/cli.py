@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-root", default="bench_out", help="parent of <suite>/<timestamp>/")
     p.add_argument("--out", help="exact output folder (default: <output-root>/<suite>/<timestamp>)")
     p.add_argument("--cache-dir", default=None,
-                   help="result + generated-data cache (default: $VOSBENCH_CACHE or .cache/vosbench)")
+                   help="result + generated-data cache (default: $VOSBENCH_CACHE or ~/.cache/vosbench)")
     p.add_argument("--no-cache", action="store_true",
                    help="recompute every job (results still refresh the cache)")
     p.add_argument("--verify", action="store_true",
