@@ -323,3 +323,12 @@ def test_paper_config_builds():
     assert model.detector.roi_heads.box_roi_pool.featmap_names == ["0", "1", "2", "3"]
     assert len(model.detector.neck.grus) == 5
     assert isinstance(OnlineHeads(model.detector.rpn, model.detector.roi_heads), torch.nn.Module)
+
+
+def test_committed_tiny_checkpoint_loads():
+    path = REPO / "methods/lip/weights/lip_tiny_synthetic.pth"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    model = _lip(weights=str(path), num_ids=128)
+    assert model.load_report["replaced_id_layer"] == []
+    assert int((model.train_id_keys >= 0).sum()) > 0  # trained: the id table is filled
