@@ -64,6 +64,7 @@ def test_composition_errors(override, message):
     ("checkpoint=/nonexistent/weights.pth", "/nonexistent/weights.pth"),
     ("method=first_frame_copy", "training-free"),
     ("trainer.batch_size=100", "fewer than one batch"),
+    ("dataset.root=???", "required config value(s) not set: dataset.root"),
 ])
 def test_job_errors_are_one_line(override, message, synth_root, tmp_path, capsys):
     cfg = compose_cfg(*TINY, *data_overrides(synth_root), f"output_dir={tmp_path}", override)

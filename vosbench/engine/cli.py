@@ -21,6 +21,17 @@ def runtime_output_dir(cfg: Any) -> None:
         cfg.output_dir = HydraConfig.get().runtime.output_dir
 
 
+def check_required(cfg: Any) -> None:
+    """Raise ``ConfigError`` naming every mandatory key (``???``) left unset, e.g. ``dataset.root``."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(cfg, DictConfig):
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"required config value(s) not set: {', '.join(missing)} "
+                              f"(pass them as overrides, e.g. {missing[0]}=...)")
+
+
 def run_tool(fn: Callable[[Any], Any], cfg: Any) -> Any:
     """Run ``fn(cfg)``; configuration and input errors become one clear line and exit code 2.
 
@@ -30,6 +41,7 @@ def run_tool(fn: Callable[[Any], Any], cfg: Any) -> Any:
     """
     runtime_output_dir(cfg)
     try:
+        check_required(cfg)
         return fn(cfg)
     except (ConfigError, DataError, FileNotFoundError) as e:
         _fail(e)
