@@ -110,7 +110,7 @@ def test_one_pixel_objects_f():
 def test_radius_and_disk():
     assert Fn.boundary_radius((480, 854)) == 8
     assert Fn.boundary_radius((1080, 1920)) == 18
-    from skimage.morphology import disk
+    disk = pytest.importorskip("skimage.morphology").disk
     np.testing.assert_array_equal(Fn.disk(8), disk(8).astype(np.uint8))
     assert Fn.disk(8).shape == (17, 17)
 
