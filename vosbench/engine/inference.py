@@ -472,7 +472,9 @@ def _evaluate(cfg: Any, device: torch.device) -> dict[str, Any]:
         raise ConfigError(f"method {cfg.method.name!r} solves task {method.task!r} but dataset "
                           f"{cfg.dataset.name!r} is a {task!r} dataset")
     evaluator = None
-    has_gt = getattr(dataset, "has_gt", getattr(dataset, "has_annotations", True))
+    # YouTube-VIS valid/test JSONs have no annotations; DAVIS test-dev carries references only.
+    has_gt = getattr(dataset, "has_gt", getattr(dataset, "has_annotations", True)) and \
+        getattr(dataset, "split", None) not in getattr(dataset, "REFERENCE_ONLY_SPLITS", ())
     if has_gt:
         from vosbench.metrics import build_evaluator
 
