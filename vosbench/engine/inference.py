@@ -473,8 +473,7 @@ def _evaluate(cfg: Any, device: torch.device) -> dict[str, Any]:
                           f"{cfg.dataset.name!r} is a {task!r} dataset")
     evaluator = None
     # YouTube-VIS valid/test JSONs have no annotations; DAVIS test-dev carries references only.
-    has_gt = getattr(dataset, "has_gt", getattr(dataset, "has_annotations", True)) and \
-        getattr(dataset, "split", None) not in getattr(dataset, "REFERENCE_ONLY_SPLITS", ())
+    has_gt = getattr(dataset, "has_annotations", True) and not getattr(dataset, "hides_gt", False)
     if has_gt:
         from vosbench.metrics import build_evaluator
 
