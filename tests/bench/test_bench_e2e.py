@@ -32,7 +32,20 @@ def mini_suite(expected_jf: float | None = None, tol: float = 0.02, flow_thresho
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
+def frozen_code_hash():
+    """Hash the sources once per module: the cache key includes a hash of ``vosbench/`` and the
+    method packages, and in a shared work tree someone may edit them between two runs of a test
+    (which would, correctly, recompute everything). Code-change invalidation is tested below."""
+    memo: dict = {}
+    real = runner.tree_hash
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(runner, "tree_hash",
+                   lambda *a, **kw: memo.setdefault((a, tuple(sorted(kw.items()))), real(*a, **kw)))
+        yield
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory, frozen_code_hash):
     """Run the mini suite once (computes both rows); other tests reuse its cache."""
     base = tmp_path_factory.mktemp("bench")
     suite = base / "mini.yaml"
@@ -41,6 +54,19 @@ def first_run(tmp_path_factory):
     rc = cli.main([str(suite), "--out", str(out), "--cache-dir", str(base / "cache"), "--no-progress",
                    "--device", "cpu"])
     return {"rc": rc, "out": out, "base": base, "suite": suite}
+
+
+def test_code_hash_changes_with_the_code(tmp_path):
+    from vosbench.bench.cache import tree_hash
+
+    (tmp_path / "pkg").mkdir()
+    f = tmp_path / "pkg" / "model.py"
+    f.write_text("x = 1\n")
+    h1 = tree_hash(tmp_path / "pkg")
+    (tmp_path / "pkg" / "notes.txt").write_text("not code")
+    assert tree_hash(tmp_path / "pkg") == h1
+    f.write_text("x = 2\n")
+    assert tree_hash(tmp_path / "pkg") != h1
 
 
 def _run(first_run, suite_dict: dict, name: str, *extra: str) -> tuple[int, Path]:
@@ -132,3 +158,20 @@ def test_shards_merge_to_the_same_leaderboard(first_run):
     # A missing shard is an error, not a partial leaderboard.
     (out_dir / "shards" / "shard-1-of-2.json").unlink()
     assert cli.main(["--merge", str(out_dir)]) == 2
+
+
+def test_a_failing_job_is_reported_and_the_others_still_run(first_run, capsys):
+    bad = first_run["base"] / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    suite = mini_suite(expected_jf=0.5, tol=1.0)
+    suite["methods"][0]["checkpoint"] = str(bad)
+    rc, out = _run(first_run, suite, "failing", "--verify", "--no-plots")
+    assert rc == 1
+    md = (out / "leaderboard.md").read_text()
+    assert "## Failed" in md and "`first_frame_copy` on `syn`" in md
+    ranked = md.partition("## Failed")[0]
+    assert "| flow_propagation |" in ranked and "| first_frame_copy |" not in ranked  # not ranked
+    assert "the job failed" in md  # --verify of the failed row fails, saying why
+    assert "FAILED: first_frame_copy on syn" in capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert [j.get("failed", False) for j in res["jobs"]] == [True, False]

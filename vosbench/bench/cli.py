@@ -1,7 +1,7 @@
 """``python tools/bench.py [SUITE] [options]``: run a benchmark suite and write its leaderboard.
 
-Exit status: 0 success; 1 ``--verify`` found a metric outside its tolerance; 2 a bad suite or
-bad options (the message says what and where).
+Exit status: 0 success; 1 a job failed or ``--verify`` found a metric outside its tolerance;
+2 a bad suite or bad options (the message says what and where).
 """
 from __future__ import annotations
 
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--merge", metavar="DIR", help="merge DIR/shards/*.json into DIR's report")
     p.add_argument("--list", action="store_true", help="print the jobs and their cache state, run nothing")
     p.add_argument("--no-plots", action="store_true", help="skip the matplotlib plots")
+    p.add_argument("--fail-fast", action="store_true",
+                   help="stop at the first job that raises (default: report it and go on)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -86,6 +88,10 @@ def _finish(out: Path, run: dict, suite, args, log) -> int:
     files = report_mod.write_report(out, run, verify_rows=verify_rows, plots=not args.no_plots)
     print(files["leaderboard.md"].read_text())
     log(f"[bench] wrote {', '.join(str(p) for k, p in files.items() if not k.startswith('plots/'))}")
+    failed_jobs = [j for j in run["jobs"] if j.get("failed")]
+    for j in failed_jobs:
+        log(f"[bench] FAILED: {j['row']} on {j['dataset']}: {j['error']}")
+    code = 1 if failed_jobs else 0
     if verify_rows is not None:
         if verify_mod.failed(verify_rows):
             log("[bench] --verify FAILED: metrics outside their tolerance (see the Verify table)")
@@ -93,7 +99,7 @@ def _finish(out: Path, run: dict, suite, args, log) -> int:
         not_run = [r for r in verify_rows if r["status"] == "not run"]
         log(f"[bench] --verify ok ({len(verify_rows) - len(not_run)} checked"
             + (f", {len(not_run)} not run: datasets skipped or deselected" if not_run else "") + ")")
-    return 0
+    return code
 
 
 def merge(out: Path, args, log) -> int:
@@ -153,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.workers > 1:
             return run_workers(args, out, argv_full, log)
         jobs = shard_jobs(plan.jobs, shard)
-        results = run_jobs(plan, jobs, cache, progress=not args.no_progress, log=log)
+        results = run_jobs(plan, jobs, cache, progress=not args.no_progress, log=log,
+                           fail_fast=args.fail_fast)
         run = {
             "suite": suite.name, "suite_path": str(suite.path), "description": suite.description,
             "provenance": collect(suite_text=suite.raw_text, device=plan.device, argv=argv_full,

@@ -39,7 +39,9 @@ def measured_row(job: dict) -> dict[str, float | None]:
     row: dict[str, float | None] = {}
     for k in (*VOS_COLUMNS, *VIS_COLUMNS):
         v = m.get(k)
-        row[k] = None if v is None else 100.0 * float(v)
+        # ytvoseval gives -1 when no cell of a summary is defined (e.g. no GT): not a score.
+        undefined = v is None or (k in VIS_COLUMNS and float(v) < 0)
+        row[k] = None if undefined else 100.0 * float(v)
     row["fps"] = job.get("fps")
     row["peak_mem_mb"] = job.get("peak_mem_mb")
     row["params_m"] = None if job.get("params") is None else job["params"] / 1e6
@@ -67,6 +69,12 @@ def _fmt_reported(v: Any) -> str:
     return f"{v:.1f}" if round(v, 1) == v else f"{v:g}"  # 96.0 as printed, 0.05 kept
 
 
+def one_line(text: str, limit: int = 300) -> str:
+    """An error message fit for a Markdown table cell or list item (full text in results.json)."""
+    t = " ".join(str(text).split()).replace("|", "/")
+    return t if len(t) <= limit else t[: limit - 3] + "..."
+
+
 def _sort_key(task: str):
     main = "J&F" if task == "vos" else "mAP"
     return lambda r: -(r["values"].get(main) if r["values"].get(main) is not None else -1e9)
@@ -76,7 +84,7 @@ def leaderboard_tables(run: dict, reported: dict) -> list[dict]:
     """One table per dataset: {dataset, info, columns, measured: [...], reported: [...]}."""
     tables = []
     for dkey, info in run["datasets"].items():
-        jobs = [j for j in run["jobs"] if j["dataset"] == dkey]
+        jobs = [j for j in run["jobs"] if j["dataset"] == dkey and not j.get("failed")]
         measured = [{"method": j["row"], "values": measured_row(j), "cached": j.get("cached", False)}
                     for j in jobs]
         measured.sort(key=_sort_key(info["task"]))
@@ -130,6 +138,10 @@ def render_markdown(run: dict, tables: list[dict], verify_rows: list[dict] | Non
                            + " | ".join(_fmt_reported(r["values"].get(c)) for c in rcols)
                            + f" | {r['source']} |")
             out.append("")
+    failed = [j for j in run["jobs"] if j.get("failed")]
+    if failed:
+        out += ["## Failed", ""] + [f"- `{j['row']}` on `{j['dataset']}`: {one_line(j['error'])}"
+                                    for j in failed] + [""]
     if run.get("skipped"):
         out += ["## Skipped", ""]
         for s in run["skipped"]:
@@ -321,6 +333,11 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, str, 
             parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{b64}'>"
                          f"<figcaption>{e(caption)} (<a href='plots/{e(name)}'>{e(name)}</a>)"
                          f"</figcaption></figure>")
+    failed = [j for j in run["jobs"] if j.get("failed")]
+    if failed:
+        parts.append("<h2 class='fail'>Failed</h2><ul>" + "".join(
+            f"<li>{e(j['row'])} on {e(j['dataset'])}: <code>{e(j['error'])}</code></li>"
+            for j in failed) + "</ul>")
     if run.get("skipped"):
         parts.append("<h2>Skipped</h2><ul>" + "".join(
             f"<li>{e(('dataset ' + s['dataset']) if 'dataset' in s else ('row ' + s['row']))}: "

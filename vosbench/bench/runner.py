@@ -334,8 +334,13 @@ def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
 
 
 def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool = True,
-             log: Callable[[str], None] = print) -> list[dict]:
-    """Run (or fetch from the cache) every job; returns one result dict per job, in order."""
+             log: Callable[[str], None] = print, fail_fast: bool = False) -> list[dict]:
+    """Run (or fetch from the cache) every job; returns one result dict per job, in order.
+
+    A job that raises (bad checkpoint keys, a method bug) does not stop the others: its result
+    is ``{"failed": True, "error": ...}``, never cached, and listed as failed in the report
+    (the CLI then exits non-zero). ``fail_fast`` re-raises instead, with the traceback.
+    """
     from tqdm import tqdm
 
     results = []
@@ -352,7 +357,18 @@ def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool 
             cached = True
         else:
             log(f"[bench] {job.row} on {job.dataset}: running ({job.metric} evaluator, {plan.device})")
-            entry = run_job(job, plan.datasets[job.dataset_ref], device=plan.device, progress=progress)
+            try:
+                entry = run_job(job, plan.datasets[job.dataset_ref], device=plan.device,
+                                progress=progress)
+            except Exception as e:
+                if fail_fast:
+                    raise
+                log(f"[bench] {job.row} on {job.dataset}: FAILED ({type(e).__name__}: {e}); "
+                    f"continuing (--fail-fast for the traceback)")
+                results.append({"row": job.row, "dataset": job.dataset, "failed": True,
+                                "error": f"{type(e).__name__}: {e}", "job": job.summary(),
+                                "cached": False})
+                continue
             cache.put(job.row, job.dataset, job.key, entry)
             cached = False
         results.append({**entry, "job": job.summary(), "cached": cached})

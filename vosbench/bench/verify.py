@@ -28,7 +28,9 @@ def check(expected: list[Expectation], jobs: list[dict]) -> list[dict]:
         row = {"row": e.row, "dataset": e.dataset, "metric": e.metric, "expected": e.value,
                "tol": e.tol, "measured": None, "status": "not run", "why": ""}
         job = by_cell.get((e.row, e.dataset))
-        if job is not None:
+        if job is not None and job.get("failed"):
+            row.update(status="FAIL", why=f"the job failed: {job.get('error')}")
+        elif job is not None:
             v = _measured(job, e.metric)
             if v is KeyError:
                 row.update(status="FAIL", why=f"metric {e.metric!r} not in results "
@@ -52,7 +54,9 @@ def format_table(rows: list[dict]) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         m = "-" if r["measured"] is None else f"{r['measured']:.4f}"
-        status = r["status"] + (f" ({r['why']})" if r["why"] else "")
+        from vosbench.bench.report import one_line
+
+        status = r["status"] + (f" ({one_line(r['why'], 160)})" if r["why"] else "")
         lines.append(f"| {r['row']} | {r['dataset']} | {r['metric']} | {r['expected']:.4f} | "
                      f"{r['tol']:.4f} | {m} | {status} |")
     return "\n".join(lines)
