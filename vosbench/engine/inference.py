@@ -401,7 +401,7 @@ def inference_on_dataset(
     local = {"model_time": stats["model_time"], "frames": stats["frames"], **mem.result()}
     if world > 1:
         # Rank 0 writes and evaluates everything in dataset order.
-        gathered = comm.all_gather_object((encoded, local)) if world > 1 else [(encoded, local)]
+        gathered = comm.all_gather_object((encoded, local))
         all_stats = [s for _, s in gathered]
         if comm.is_main_process():
             by_index = {i: d for enc, _ in gathered for i, d in enc}

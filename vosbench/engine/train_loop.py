@@ -136,7 +136,8 @@ class TrainerBase:
             h.after_step()
 
     def state_dict(self) -> dict[str, Any]:
-        """``{"iteration": completed steps, "hooks": {hook class name: state}}``."""
+        """``{"iteration": self.iter, "hooks": {hook class name: state}}`` (checkpoints written in
+        ``after_step`` store ``iteration = self.iter + 1``, the number of completed steps)."""
         hooks = {}
         for h in self._hooks:
             s = h.state_dict()
