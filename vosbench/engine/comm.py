@@ -98,6 +98,15 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def gather_object(obj: Any, dst: int = 0) -> list[Any] | None:
+    """Collect a picklable object from every rank on rank ``dst`` (others get None)."""
+    if not is_distributed():
+        return [obj]
+    out: list[Any] | None = [None] * get_world_size() if get_rank() == dst else None
+    dist.gather_object(obj, out, dst=dst)
+    return out
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Send ``obj`` from rank ``src`` to every rank (identity without a process group)."""
     if not is_distributed():

@@ -400,11 +400,12 @@ def inference_on_dataset(
 
     local = {"model_time": stats["model_time"], "frames": stats["frames"], **mem.result()}
     if world > 1:
-        # Rank 0 writes and evaluates everything in dataset order.
-        gathered = comm.all_gather_object((encoded, local))
-        all_stats = [s for _, s in gathered]
+        # Rank 0 alone receives the encoded predictions, then writes and evaluates everything
+        # in dataset order.
+        all_stats = comm.all_gather_object(local)
+        gathered = comm.gather_object(encoded)
         if comm.is_main_process():
-            by_index = {i: d for enc, _ in gathered for i, d in enc}
+            by_index = {i: d for enc in gathered for i, d in enc}
             for i in range(n):
                 _consume(dataset[i], _decode(by_index[i]), writer, evaluator)
     else:
