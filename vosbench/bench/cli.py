@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "provenance": collect(suite_text=suite.raw_text, device=plan.device, argv=argv_full,
                                   row_config_hashes={f"{j.row}@{j.dataset}": j.config_hash
                                                      for j in plan.jobs}),
-            "datasets": {k: {kk: vv for kk, vv in v.items()} for k, v in plan.dataset_info.items()},
+            "datasets": {k: dict(v) for k, v in plan.dataset_info.items()},
             "jobs": results, "skipped": plan.skipped,
         }
         if shard[1] > 1:
@@ -186,10 +186,9 @@ def run_workers(args, out: Path, argv_full: list[str], log) -> int:
     """Run ``--workers N`` shards as subprocesses (datasets were already prepared), then merge."""
     n = args.workers
     gpus = args.gpus.split(",") if args.gpus else []
-    base = [a for a in argv_full[1:]]
     # Drop --workers/--gpus/--out (and their values) from the command line of the children.
     child_args, skip = [], False
-    for a in base:
+    for a in argv_full[1:]:
         if skip:
             skip = False
             continue

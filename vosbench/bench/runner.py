@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from vosbench.bench.cache import REPO, ResultCache, canonical_hash, file_sha256, tree_hash
 from vosbench.bench.curves import mean_curve
-from vosbench.bench.suite import METRIC_TASK, DatasetSpec, MethodSpec, Suite, SuiteError
+from vosbench.bench.suite import METRIC_TASK, DatasetSpec, Suite, SuiteError
 from vosbench.config import CONFIG_DIR
 
 
@@ -43,8 +43,7 @@ class Job:
     overrides: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        d = asdict(self)
-        return d
+        return asdict(self)
 
 
 @dataclass
