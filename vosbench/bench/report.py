@@ -290,7 +290,7 @@ tr.reported td{background:#fff8e1;font-style:italic}
 .meta{color:#555} .fail{color:#b00020;font-weight:bold} .ok{color:#1b5e20}
 figure{display:inline-block;margin:8px;vertical-align:top} figcaption{font-size:0.85em;color:#555;text-align:center}
 img{max-width:100%;border:1px solid #eee} code{background:#f5f5f5;padding:1px 4px}
-details{margin:8px 0} table.prov td{text-align:left}
+details{margin:8px 0} table.prov td,table.prov th{text-align:left}
 """
 
 
