@@ -16,7 +16,6 @@ t-1 feeds frame t (the recurrence, §3.1), trained by back-propagation through t
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
