@@ -127,7 +127,7 @@ def test_background_logit_lets_a_single_instance_mask_vanish():
     with torch.no_grad():
         head.mask_logits.bias.fill_(-20.0)       # the instance scores "not me" everywhere
     out = head(f_src, f_tgt, torch.rand(1, 6, 6))
-    assert float(out.max()) < 1e-6
+    assert float(out.detach().max()) < 1e-6
     head.background_logit = False                # the paper's softmax over one instance is 1
     att = torch.sigmoid(head.attention(f_tgt))[0]
     torch.testing.assert_close(head(f_src, f_tgt, torch.rand(1, 6, 6)), att)
