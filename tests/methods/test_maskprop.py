@@ -133,6 +133,40 @@ def test_background_logit_lets_a_single_instance_mask_vanish():
     torch.testing.assert_close(head(f_src, f_tgt, torch.rand(1, 6, 6)), att)
 
 
+def test_propagation_head_learns_to_follow_a_moving_object():
+    """Two objects with distinct features move by one cell; 60 Adam steps on eq. 2 must cut the
+    loss markedly (the offsets/deformable path and the softmax are trainable end to end)."""
+    torch.manual_seed(0)
+    head = MaskPropagationHead(in_channels=8, offset_channels=8, dilations=(1, 2, 3))
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    g = torch.Generator().manual_seed(1)
+
+    def scene(shift):
+        feat = torch.zeros(1, 8, 12, 12)
+        masks = torch.zeros(2, 12, 12)
+        for k, (y, x) in enumerate([(2, 2), (7, 6)]):
+            masks[k, y:y + 3, x + shift:x + shift + 3] = 1.0
+            feat[0, :, masks[k] > 0] = torch.linspace(-1, 1, 8).roll(4 * k)[:, None] * (1 + k)
+        return feat + 0.05 * torch.randn(feat.shape, generator=g), masks
+
+    def loss_once():
+        shift = int(torch.randint(0, 2, (1,), generator=g))
+        f_src, m_src = scene(shift)
+        f_tgt, m_tgt = scene(shift + 1)
+        return propagation_loss(head(f_src, f_tgt, m_src), m_tgt)
+
+    with torch.no_grad():
+        before = sum(float(loss_once()) for _ in range(4)) / 4
+    for _ in range(60):
+        loss = loss_once()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = sum(float(loss_once()) for _ in range(4)) / 4
+    assert after < 0.6 * before, (before, after)   # measured: 0.95 -> 0.44
+
+
 def test_refinement_starts_as_identity_and_pastes_back():
     head = MaskRefinementHead(channels=4, num_blocks=1, patch_size=16)
     probs = torch.zeros(1, 32, 32)
