@@ -67,6 +67,9 @@ def _break(root, how):
     if how == "non_palette":
         Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(a / "00001.png")
         return DataError, "not an indexed"
+    if how == "grey_png":  # a DAVIS-2016-style 0/255 mask would read as void, not an object
+        Image.fromarray(np.zeros((48, 64), np.uint8)).save(a / "00001.png")
+        return DataError, "must be palette"
     if how == "corrupt_image":
         (j / "00001.jpg").write_bytes(b"not a jpeg")
         return DataError, "corrupt"
@@ -76,7 +79,7 @@ def _break(root, how):
     raise AssertionError(how)
 
 
-BAD = ["missing_frame", "missing_annotation", "size_mismatch", "non_palette", "corrupt_image",
+BAD = ["missing_frame", "missing_annotation", "size_mismatch", "non_palette", "grey_png", "corrupt_image",
        "annotation_without_frame"]
 
 

@@ -7,6 +7,7 @@ returns every problem instead of stopping at the first one (``tools/check_datase
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Sequence
@@ -68,9 +69,15 @@ def to_image_tensor(rgb: np.ndarray, size: tuple[int, int] | None = None) -> tor
     if size is not None and tuple(rgb.shape[:2]) != tuple(size):
         interp = cv2.INTER_AREA if size[0] < rgb.shape[0] else cv2.INTER_LINEAR
         rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=interp)
-    if not rgb.flags.writeable:  # PIL-backed arrays are read-only; torch wants to own writable memory
-        rgb = rgb.copy()
-    return torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    rgb = np.ascontiguousarray(rgb)
+    if rgb.flags.writeable:
+        return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
+    # PIL-backed arrays are read-only. ``.float()`` allocates new memory, so the read-only
+    # buffer is never written: silence torch's warning instead of paying a full-frame copy.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        src = torch.from_numpy(rgb)
+    return src.permute(2, 0, 1).float().div_(255.0)
 
 
 class VideoDataset(Sequence[VideoSample]):
@@ -89,6 +96,8 @@ class VideoDataset(Sequence[VideoSample]):
     task: ClassVar[str] = "vos"
     metric: ClassVar[str] = "davis2017"
     dataset_name: ClassVar[str] = "dataset"
+    #: every video has exactly one object (id 1): the first-appearance scan stops at it
+    single_object: ClassVar[bool] = False
 
     def __init__(self, *, root: str | Path, split: str, resize_short: int | None = None,
                  _problems: Problems | None = None) -> None:
@@ -184,6 +193,8 @@ class VideoDataset(Sequence[VideoSample]):
                 ids, _ = self._read_labels_only(rec, t)
                 for i in ids:
                     seen.setdefault(int(i), t)
+                if seen and self.single_object:
+                    break  # one object per video: its first appearance is found, skip the rest
             self._first_appearance[rec.video_id] = seen
         return self._first_appearance[rec.video_id]
 
