@@ -12,7 +12,7 @@ for ``method=my_method`` to work.
 from __future__ import annotations
 
 import importlib.metadata
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Iterator, TypeVar
 
 T = TypeVar("T")
 

@@ -20,16 +20,16 @@ saving leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
 from torch import nn
+
+from vosbench.utils.io import atomic_write
 
 CHECKPOINT_FORMAT = "vosbench-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -67,20 +67,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 # ----------------------------------------------------------------------------- save / load
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then rename over ``path``."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    """``torch.save`` through ``atomic_write``: a crash never leaves a half-written checkpoint."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:

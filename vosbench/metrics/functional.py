@@ -14,7 +14,6 @@ code that copies it, because users compare our numbers with the official ones.
 """
 from __future__ import annotations
 
-import math
 import warnings
 from functools import lru_cache
 

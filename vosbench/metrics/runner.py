@@ -26,7 +26,6 @@ import csv
 import hashlib
 import io
 import json
-import os
 import zipfile
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -34,7 +33,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+
+from vosbench.utils.io import DataError, open_label_image
 
 from vosbench.metrics.vos import (
     EvaluationError,
@@ -58,16 +58,10 @@ _GLOBAL_KEYS = {"J&F-Mean": "J&F", "J-Mean": "J_mean", "J-Recall": "J_recall",
 # ------------------------------------------------------------------------------ reading
 def read_label_png(path: Path, *, expect_size: tuple[int, int] | None = None) -> np.ndarray:
     """An indexed (palette ``P``) or 8-bit grey (``L``) PNG as uint8[H, W]; errors name the file."""
-    if not path.is_file():
-        raise EvaluationError(f"{path}: missing file")
     try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise EvaluationError(f"{path}: corrupt or unreadable image ({e})") from e
-    if img.mode not in ("P", "L"):
-        raise EvaluationError(f"{path}: not an indexed (palette) PNG (mode {img.mode}); write "
-                              "label maps with vosbench.utils.io.write_index_png")
+        img = open_label_image(path)
+    except DataError as e:
+        raise EvaluationError(f"{e}; write label maps with vosbench.utils.io.write_index_png") from e
     a = np.asarray(img)
     if expect_size is not None and a.shape != tuple(expect_size):
         raise EvaluationError(f"{path}: size {a.shape[1]}x{a.shape[0]} (WxH) differs from the "

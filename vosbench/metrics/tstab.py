@@ -35,7 +35,6 @@ of the official n1 x n2 x 60 tiles) and the shortest path by anti-diagonal sweep
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

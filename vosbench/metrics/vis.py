@@ -28,10 +28,8 @@ official code, no decoding).
 """
 from __future__ import annotations
 
-import json
 import warnings
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,6 +37,7 @@ from pycocotools import mask as mask_utils
 
 from vosbench.metrics.base import Evaluator
 from vosbench.registry import METRICS
+from vosbench.utils.io import DataError, read_json
 
 IOU_THRS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 REC_THRS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
@@ -416,14 +415,10 @@ class YTVISEvaluator(Evaluator):
 
 # -------------------------------------------------------------------------------- JSON API
 def _load_json(path, what: str):
-    p = Path(path)
-    if not p.is_file():
-        raise YTVISFormatError(f"{p}: missing {what} file")
     try:
-        with open(p) as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(f"{p}: not valid JSON ({e})") from e
+        return read_json(path)
+    except DataError as e:
+        raise YTVISFormatError(f"{e} ({what} file)") from e
 
 
 def _to_rle(seg, h: int, w: int, where: str):

@@ -18,7 +18,6 @@ Global numbers follow the official aggregation: DAVIS-2017 averages over **objec
 """
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence

@@ -54,6 +54,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
+def open_label_image(path: str | os.PathLike) -> Image.Image:
+    """Open a label PNG that must be indexed (``P``) or 8-bit grey (``L``); ``DataError`` otherwise."""
+    img = _open(path)
+    if img.mode not in ("P", "L"):
+        raise DataError(f"{path}: not an indexed (palette) or 8-bit grey PNG (mode {img.mode})")
+    return img
+
+
 def read_index_png(path: str | os.PathLike, *, allow_binary_rgb: bool = False) -> np.ndarray:
     """Read an indexed annotation PNG as ``uint8[H, W]`` label values.
 

@@ -18,13 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
 from vosbench.data.datasets.base import Problems, VideoDataset, VideoRecord, to_image_tensor
 from vosbench.registry import DATASETS
 from vosbench.structures import Frame
 from vosbench.structures.masks import VOID_LABEL
-from vosbench.utils.io import DataError, read_image
+from vosbench.utils.io import DataError, open_label_image, read_image
 
 _IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -34,15 +33,7 @@ def _read_png_with_mode(path: Path) -> tuple[np.ndarray, str, np.ndarray]:
 
     ``DataError`` for a missing, corrupt, colour or other non-label image.
     """
-    if not path.is_file():
-        raise DataError(f"{path}: missing annotation")
-    try:
-        img = Image.open(path)
-        img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise DataError(f"{path}: corrupt or unreadable annotation ({e})") from e
-    if img.mode not in ("P", "L"):
-        raise DataError(f"{path}: not an indexed (palette) or 8-bit grey PNG (mode {img.mode})")
+    img = open_label_image(path)
     # PIL's C histogram of the decoded label image: the values present without another pass
     # over a numpy copy (np.unique sorts the whole map; this matters for the loader's speed)
     present = np.flatnonzero(np.asarray(img.histogram()[:256]))

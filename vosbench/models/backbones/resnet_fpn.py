@@ -33,10 +33,8 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from functools import partial
 from typing import Callable
 
-import torch
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 from torchvision.models.detection.backbone_utils import BackboneWithFPN
