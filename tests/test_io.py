@@ -28,3 +28,12 @@ def test_index_png_roundtrip_and_atomic_json(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "r.json", {"x": object()})  # not serialisable: nothing is left behind
     assert list(tmp_path.glob("*r.json*")) == []
+
+
+def test_atomic_files_get_normal_permissions(tmp_path):
+    import os
+    write_json(tmp_path / "r.json", {"a": 1})
+    mode = os.stat(tmp_path / "r.json").st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask

@@ -16,6 +16,10 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once at import: os.umask can only be read by setting it
+
+
 class DataError(ValueError):
     """Bad input data; the message names the file and the problem."""
 
@@ -119,6 +123,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", **kw: Any) -> Iterato
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
+        # mkstemp creates the file 0600; give the result the permissions open() would have
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, mode, **kw) as f:
             yield f
             f.flush()
