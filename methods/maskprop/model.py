@@ -445,7 +445,7 @@ class MaskProp(VideoMethod):
 
     def _prediction(self, sample: VideoSample, agg: VideoAggregator, sizes: dict[int, tuple],
                     refine: bool) -> VideoPrediction:
-        entries = agg.entries(self.max_labels)
+        entries = agg.entries(self.max_labels, min_peak=self.mask_thresh)
         H, W = sample.orig_size if sample.orig_size != (0, 0) else sample.frames[0].size
         obj_ids = torch.arange(1, len(entries) + 1, dtype=torch.int64)
         scores = torch.tensor([e[2] for e in entries], dtype=torch.float32)
@@ -506,7 +506,7 @@ class MaskPropFrameLink(MaskProp):
         return self._full_res_prediction(sample, agg)
 
     def _full_res_prediction(self, sample: VideoSample, agg: VideoAggregator) -> VideoPrediction:
-        entries = agg.entries(self.max_labels)
+        entries = agg.entries(self.max_labels, min_peak=self.mask_thresh)
         H, W = sample.orig_size if sample.orig_size != (0, 0) else sample.frames[0].size
         seq_of_entry = [e[0] for e in entries]
 

@@ -180,15 +180,27 @@ class VideoAggregator:
             return None
         return self.mask_sum[key] / self.mask_count[key]
 
-    def entries(self, max_labels: int = 3) -> list[tuple[int, int, float]]:
+    def peak(self, vid: int) -> float:
+        """Highest aggregated mask probability of sequence ``vid`` over all its frames."""
+        return max((float((self.mask_sum[k] / self.mask_count[k]).max()) for k in self.mask_sum
+                    if k[1] == vid and self.mask_sum[k].numel()), default=0.0)
+
+    def entries(self, max_labels: int = 3, min_peak: float | None = None) -> list[tuple[int, int, float]]:
         """Video-level predictions ``(video id, category, score)``.
 
         Each sequence is scored separately for each category some of its tracks predict
         (argmax label), at most ``max_labels`` of them, by the average classification score
         for that category over all its tracks.
+
+        ``min_peak``: drop sequences whose aggregated masks never exceed it on any frame. With
+        the binarisation threshold here, such a sequence would be output with an empty mask on
+        every frame: an instance that is nowhere, which can only be a false positive for the
+        video AP (bilinear upsampling cannot exceed the grid's maximum).
         """
         out = []
         for vid in self.ids:
+            if min_peak is not None and self.peak(vid) <= min_peak:
+                continue
             probs = torch.stack(self.class_probs[vid])                     # [n_tracks, C]
             mean = probs.mean(0)
             labels = sorted({int(p.argmax()) for p in probs}, key=lambda c: -float(mean[c]))

@@ -258,6 +258,14 @@ def test_aggregator_averages_masks_and_scores_per_category():
     assert {(v, c) for v, c, _ in entries} == {(7, 1), (7, 2)}
     for _, c, s in entries:
         assert math.isclose(s, (0.8 + 0.1) / 2, rel_tol=1e-5)        # average over the tracks
+    # a sequence whose averaged masks never pass the binarisation threshold would be an empty
+    # instance on every frame: min_peak drops it, the other one stays
+    faint = _track(0, [0, 1], [(0, 0), (0, 0)], label=1)
+    faint.masks = faint.masks * 0.4
+    agg.add(faint, 9)
+    assert {v for v, _, _ in agg.entries()} == {7, 9}
+    assert math.isclose(agg.peak(9), 0.4, rel_tol=1e-5) and agg.peak(7) == 1.0
+    assert {v for v, _, _ in agg.entries(min_peak=0.5)} == {7}
 
 
 def test_greedy_linker():
