@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", metavar="I/N",
                    help="run only jobs with index %% N == I and write shards/shard-I-of-N.json "
                         "into --out; combine with --merge")
-    p.add_argument("--workers", type=int, default=1,
-                   help="run N shards as N processes, then merge (one GPU each with --gpus)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="run N shards as N processes, then merge (one GPU each with --gpus); "
+                        "default: one single-threaded process per CPU core on CPU, 1 on GPU")
     p.add_argument("--gpus", help="comma-separated GPU ids handed round-robin to --workers")
     p.add_argument("--merge", metavar="DIR", help="merge DIR/shards/*.json into DIR's report")
     p.add_argument("--list", action="store_true", help="print the jobs and their cache state, run nothing")
@@ -121,6 +122,19 @@ def merge(out: Path, args, log) -> int:
     return _finish(out, run, suite, args, log)
 
 
+def _auto_workers(plan, cache, shard) -> int:
+    """On CPU: one single-threaded process per core, but no more than the jobs left to run.
+
+    Processes, not threads: the tiny methods' tensors are too small for intra-op threads to pay
+    off, and when another program holds a core, OpenMP threads that wait for each other slowed a
+    MaskRNN video from 3 s to 120 s (benchmarks/RESULTS.md). On GPU: one process.
+    """
+    if shard is not None or not str(plan.device).startswith("cpu"):
+        return 1
+    todo = sum(1 for j in plan.jobs if not cache.get(j.row, j.dataset, j.key))
+    return max(1, min(os.cpu_count() or 1, todo))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     argv_full = ["tools/bench.py", *(sys.argv[1:] if argv is None else argv)]
@@ -145,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = dict(_kv(c, "--checkpoint") for c in args.checkpoint)
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
         shard = parse_shard(args.shard)
-        if args.workers > 1 and args.shard:
+        if args.workers is not None and args.workers > 1 and args.shard:
             raise SuiteError("--workers and --shard are exclusive (workers set their own shards)")
         plan = plan_suite(suite, cache_dir=cache_dir, roots=roots, checkpoints=checkpoints,
                           device=args.device, log=log)
@@ -156,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{j.index:3d}  {j.row:28s} {j.dataset:20s} {j.metric:12s} {state}  key={j.key[:12]}")
             return 0
         out = _out_dir(args, suite.name)
+        if args.workers is None:
+            args.workers = _auto_workers(plan, cache, shard)
         if args.workers > 1:
             return run_workers(args, out, argv_full, log)
         jobs = shard_jobs(plan.jobs, shard)
