@@ -1,6 +1,6 @@
 """LIP learning evidence on the synthetic dataset (2-core CPU, time-budgeted).
 
-Two sub-commands; numbers go to ``benchmarks/results/lip.md``.
+Two sub-commands; numbers go to ``benchmarks/RESULTS.md``.
 
 ``train``: trains the tiny LIP (``configs/method/<config>.yaml`` + ``--set`` overrides) on the
 synthetic train split for a wall-clock budget, with the paper's two offline stages:

@@ -8,7 +8,7 @@ wall-clock budget, then evaluates on held-out synthetic videos (a disjoint seed 
 * ``maskprop (no refine)`` the same without the high-resolution refinement;
 * ``maskprop_framelink``  the same detector weights, propagation off, greedy mask-IoU linking.
 
-Usage (the numbers in benchmarks/results/maskprop.md; the checkpoint is stage 1 = 14 min from
+Usage (the numbers in benchmarks/RESULTS.md; the checkpoint is stage 1 = 14 min from
 scratch, then stage 2 = 24 more minutes with ``--init``):
     OMP_NUM_THREADS=1 python benchmarks/maskprop_synthetic.py --budget-min 14 --lr 3e-3 --save stage1.pth
     OMP_NUM_THREADS=1 python benchmarks/maskprop_synthetic.py --budget-min 24 --lr 3e-3 \

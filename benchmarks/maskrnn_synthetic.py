@@ -1,6 +1,6 @@
 """MaskRNN learning evidence on the synthetic dataset (2-core CPU, time-budgeted).
 
-Two sub-commands; the measured numbers are in ``benchmarks/results/maskrnn.md``.
+Two sub-commands; the measured numbers are in ``benchmarks/RESULTS.md``.
 
 ``train``: trains the tiny MaskRNN (``configs/method/maskrnn_tiny.yaml`` + ``--set key=value``
 overrides) on the synthetic train split for a wall-clock budget. The paper's two offline stages
