@@ -15,7 +15,7 @@ import logging
 import random
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -208,6 +208,18 @@ def default_hooks(cfg: Any, output_dir: Path, method: nn.Module, device: torch.d
     return hooks
 
 
+# ----------------------------------------------------------------------------- jobs
+def run_job(job: Callable[[Any, torch.device], dict[str, Any]], cfg: Any) -> dict[str, Any]:
+    """Resolve ``cfg``, join the process group (torchrun) and log to ``output_dir`` around ``job``."""
+    cfg = as_config(cfg)
+    device = comm.init_distributed(cfg.device)
+    handlers = setup_logging(Path(cfg.output_dir))
+    try:
+        return job(cfg, device)
+    finally:
+        remove_handlers(handlers)
+
+
 # ----------------------------------------------------------------------------- train
 def train(cfg: Any) -> dict[str, Any]:
     """Train ``cfg.method`` on ``cfg.dataset`` with ``cfg.trainer``; single process or torchrun DDP.
@@ -218,13 +230,7 @@ def train(cfg: Any) -> dict[str, Any]:
     Returns:
         ``{"output_dir", "iteration", "last_checkpoint", "final_checkpoint", "eval"}``.
     """
-    cfg = as_config(cfg)
-    device = comm.init_distributed(cfg.device)
-    handlers = setup_logging(Path(cfg.output_dir))
-    try:
-        return _train(cfg, device)
-    finally:
-        remove_handlers(handlers)
+    return run_job(_train, cfg)
 
 
 def _train(cfg: Any, device: torch.device) -> dict[str, Any]:

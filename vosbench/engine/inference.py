@@ -440,15 +440,9 @@ def evaluate(cfg: Any) -> dict[str, Any]:
     Writes ``<output_dir>/predictions/`` (DAVIS PNGs, or YouTube-VIS ``results.json`` +
     ``submission.zip``) when ``save_predictions``, and ``<output_dir>/metrics.json``.
     """
-    from vosbench.engine.defaults import as_config, remove_handlers, setup_logging
+    from vosbench.engine.defaults import run_job
 
-    cfg = as_config(cfg)
-    device = comm.init_distributed(cfg.device)
-    handlers = setup_logging(Path(cfg.output_dir))
-    try:
-        return _evaluate(cfg, device)
-    finally:
-        remove_handlers(handlers)
+    return run_job(_evaluate, cfg)
 
 
 def _evaluate(cfg: Any, device: torch.device) -> dict[str, Any]:
