@@ -1,7 +1,6 @@
 """The interface every method implements (STYLE.md §4)."""
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -58,10 +57,3 @@ class VideoMethod(nn.Module, ABC):
         import torch
 
         return torch.device("cpu")
-
-    @classmethod
-    def accepted_kwargs(cls) -> list[str]:
-        """The keyword arguments the constructor takes (for config validation messages)."""
-        sig = inspect.signature(cls.__init__)
-        return [n for n, p in sig.parameters.items() if n != "self" and p.kind in
-                (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]

@@ -5,7 +5,6 @@ from vosbench.structures.masks import (
     masks_to_index,
     probs_to_index,
     resize_masks,
-    rle_area,
     rle_decode,
     rle_encode,
 )
@@ -15,6 +14,6 @@ from vosbench.structures.video import Frame, LazyFrames, ObjectMasks, Task, Vide
 __all__ = [
     "Frame", "LazyFrames", "ObjectMasks", "Task", "VideoBatch", "VideoSample",
     "FramePrediction", "VideoPrediction",
-    "index_to_masks", "masks_to_index", "probs_to_index", "rle_encode", "rle_decode", "rle_area",
+    "index_to_masks", "masks_to_index", "probs_to_index", "rle_encode", "rle_decode",
     "resize_masks", "masks_to_boxes",
 ]

@@ -122,14 +122,6 @@ def rle_decode(rle: dict, size: tuple[int, int] | None = None, where: str = "") 
         raise ValueError(f"{where}: cannot decode RLE: {e}") from e
 
 
-def rle_area(rle: dict) -> int:
-    """Pixel count of a compressed RLE (as ``loadRes`` computes detection areas)."""
-    r = dict(rle)
-    if isinstance(r.get("counts"), str):
-        r["counts"] = r["counts"].encode("ascii")
-    return int(mask_utils.area(r))
-
-
 def resize_masks(masks: Tensor, size: tuple[int, int]) -> Tensor:
     """Nearest-neighbour resize of ``bool[K, H, W]`` (or ``[H, W]``) masks to ``size`` (H, W)."""
     if tuple(masks.shape[-2:]) == tuple(size):
