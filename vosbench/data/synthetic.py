@@ -14,7 +14,12 @@ Every video shows textured shapes moving over a textured, panning background:
 * distractors: unannotated shapes that copy an annotated object's shape and texture with a
   slightly shifted tint (a method must track, not just recognise appearance);
 * late entries: some objects pop into view after frame 0, so their reference mask lives on a
-  later frame.
+  later frame;
+* fading (option ``fade``, off by default): an annotated object may lose almost all its contrast
+  for a few frames (alpha-blended into what lies behind it, like an object in fog or shadow); the
+  ground truth still marks it. A single faded frame is ambiguous, the frames before it are not:
+  this is the case a temporal memory is for (LIP §3.2, Table 3). The fade schedule uses its own
+  random stream, so a faded dataset shows exactly the same videos as the unfaded one.
 
 ``generate`` writes the files; the real loaders (``vosbench.data.datasets``) read them back, so
 tests exercise the same code path as real data. The output is a pure function of the arguments
@@ -86,8 +91,12 @@ def _radius(category: int, theta: np.ndarray, aspect: float) -> np.ndarray:
     return 0.5 + 0.5 * np.abs(frac * 2 - 1)
 
 
-def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int) -> None:
-    """Paint ``shape`` at frame ``t`` into ``img`` (float32[H, W, 3]) and ``lab`` (int32[H, W])."""
+def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int, alpha: float = 1.0) -> None:
+    """Paint ``shape`` at frame ``t`` into ``img`` (float32[H, W, 3]) and ``lab`` (int32[H, W]).
+
+    ``alpha`` < 1 blends the shape over what is already painted (a faded object); the label map
+    marks the shape's pixels regardless.
+    """
     h, w = lab.shape
     cx, cy, sc, ang = shape.cx[t], shape.cy[t], shape.scale[t], shape.angle[t]
     reach = sc * max(1.0, shape.aspect) * 1.35 + 2
@@ -123,7 +132,11 @@ def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int) -
         p = ((np.mod(a, 1) - 0.5) ** 2 + (np.mod(b, 1) - 0.5) ** 2 < 0.09).astype(np.float32)
     shade = 0.85 + 0.15 * (1 - np.clip(rho / np.maximum(r, 1e-6), 0, 1))  # mild 3-D shading
     col = (shape.colors[0] * (1 - p[..., None]) + shape.colors[1] * p[..., None]) * shade[..., None]
-    img[y0:y1, x0:x1][inside] = col[inside]
+    patch = img[y0:y1, x0:x1]
+    if alpha >= 1.0:
+        patch[inside] = col[inside]
+    else:
+        patch[inside] = alpha * col[inside] + (1.0 - alpha) * patch[inside]
     lab[y0:y1, x0:x1][inside] = value
 
 
@@ -199,10 +212,47 @@ def _distractor_of(rng: np.random.Generator, ref: _Shape, h: int, w: int, t_len:
     return d
 
 
+#: Fade episodes (option ``fade``): length in frames and the alpha of the faded object.
+FADE_FRAMES = (2, 4)
+FADE_ALPHA = (0.15, 0.3)
+
+
+def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, fade: float
+                   ) -> dict[int, tuple[int, int, float]]:
+    """shape index -> (first faded frame, end frame (exclusive), alpha) for the faded objects.
+
+    Only annotated objects fade, never on their first frame (the reference mask stays clear) and
+    only when at least one clear frame precedes the episode.
+    """
+    out: dict[int, tuple[int, int, float]] = {}
+    for j, s in enumerate(shapes):
+        u, length, pos, alpha = frng.uniform(), frng.integers(FADE_FRAMES[0], FADE_FRAMES[1] + 1), \
+            frng.uniform(), frng.uniform(*FADE_ALPHA)  # always 4 draws: schedules stay aligned
+        if not s.annotated or u >= fade:
+            continue
+        first, last = s.start + 1, t_len - 1  # episode inside [start + 1, T - 1)
+        length = int(min(length, last - first))
+        if length < 1:
+            continue
+        t0 = first + int(pos * (last - first - length + 1))
+        out[j] = (t0, t0 + length, float(alpha))
+    return out
+
+
 def render_video(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
-                 max_objects: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                 max_objects: int, fade: float = 0.0, fade_rng: np.random.Generator | None = None,
+                 info: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Render one video.
 
+    Args:
+        rng: the video's random stream (shapes, motion, background, noise).
+        num_frames, height, width, max_objects: sizes (see ``generate``).
+        fade: probability that an annotated object has one fade episode (0 = off: the output is
+            bit-identical to a generator without the option).
+        fade_rng: random stream of the fade schedule (default: ``rng``, which changes the videos;
+            ``generate`` passes a separate stream so faded and unfaded datasets match).
+        info: if given, receives ``info["fades"] = [[object id, first frame, end frame, alpha]]``
+            with the final (renumbered) object ids.
     Returns:
         frames: uint8[T, H, W, 3] RGB.
         labels: uint8[T, H, W] visible object ids (0 = background), ids 1..N numbered in order
@@ -225,6 +275,7 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         else:
             shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False))
     order = rng.permutation(len(shapes))  # back-to-front painting order (occlusions)
+    fades = _fade_schedule(rng if fade_rng is None else fade_rng, shapes, t_len, fade) if fade > 0 else {}
 
     margin = int(0.1 * max(h, w)) + 2
     bg = _background(rng, h, w, margin)
@@ -240,7 +291,9 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         for j in order:
             s = shapes[j]
             if t >= s.start:
-                _draw(s, t, img, lab, j + 1 if s.annotated else 0)
+                f = fades.get(j)
+                alpha = f[2] if f is not None and f[0] <= t < f[1] else 1.0
+                _draw(s, t, img, lab, j + 1 if s.annotated else 0, alpha)
         img = img * gain[t] + rng.normal(0, 3.0, img.shape).astype(np.float32)  # sensor noise
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
         raw[t] = lab
@@ -254,6 +307,9 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
     for old, new in first.items():
         labels[raw == old] = new
     cats = [shapes[old - 1].category for old in first]
+    if info is not None:
+        info["fades"] = [[first[j + 1], t0, t1, round(a, 4)] for j, (t0, t1, a) in sorted(fades.items())
+                         if j + 1 in first]
     return frames, labels, cats
 
 
@@ -268,9 +324,18 @@ def _save_jpeg(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray(rgb).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
 
 
+def _fade_rng(seed: int, split: str, video: int) -> np.random.Generator:
+    """The fade schedule's own stream per video (independent of the video stream)."""
+    return np.random.default_rng([_split_seed(seed, split), video, 0xFADE])
+
+
+#: Fade schedule written next to a faded split (video -> [[object id, first, end, alpha]]).
+FADES_FILE = "fades_{split}.json"
+
+
 def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str = "train",
              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
-             max_objects: int = 3, seed: int = 0) -> Path:
+             max_objects: int = 3, seed: int = 0, fade: float = 0.0) -> Path:
     """Write a synthetic dataset split as a real-format folder.
 
     ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
@@ -287,6 +352,11 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         num_videos, num_frames, height, width: sizes.
         max_objects: each video has 1..max_objects annotated objects (0 gives empty videos).
         seed: base seed; the output is a pure function of all arguments.
+        fade: probability (0-1) that an annotated object fades to low contrast for 2-4 frames
+            (see the module docstring). 0 (default) writes exactly the files of a generator
+            without this option; > 0 shows the same videos with fade episodes and also writes
+            ``fades_<split>.json`` (video -> ``[[object id, first frame, end frame, alpha]]``,
+            end exclusive) for per-frame analysis.
     Returns:
         ``Path(out_dir)``.
     """
@@ -297,9 +367,13 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
                          "max_objects >= 0")
     if max_objects > 254:
         raise ValueError("synthetic: max_objects must be <= 254 (8-bit palette ids)")
+    if not 0.0 <= fade <= 1.0:
+        raise ValueError(f"synthetic: fade is a probability in [0, 1], got {fade}")
     out = Path(out_dir)
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames, height=height,
                   width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
+    if fade > 0:  # only then: unfaded markers (and caches) stay exactly as before the option
+        params["fade"] = float(fade)
     marker = out / _MARKER.format(fmt=fmt, split=split)
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -309,10 +383,18 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
                         f"{old}, not {params}; use another folder")
     rng = np.random.default_rng(_split_seed(seed, split))
     names = [f"syn-{split}-{i:04d}" for i in range(num_videos)]
+    fade_log: dict[str, list] = {}
+
+    def render(i: int):
+        info: dict = {}
+        res = render_video(rng, num_frames=num_frames, height=height, width=width,
+                           max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info)
+        fade_log[names[i]] = info.get("fades", [])
+        return res
+
     if fmt == "davis2017":
-        for name in names:
-            frames, labels, _ = render_video(rng, num_frames=num_frames, height=height,
-                                             width=width, max_objects=max_objects)
+        for i, name in enumerate(names):
+            frames, labels, _ = render(i)
             jdir, adir = out / "JPEGImages" / "480p" / name, out / "Annotations" / "480p" / name
             jdir.mkdir(parents=True, exist_ok=True)
             adir.mkdir(parents=True, exist_ok=True)
@@ -324,8 +406,7 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     else:
         videos, annotations = [], []
         for vid, name in enumerate(names, start=1):
-            frames, labels, cats = render_video(rng, num_frames=num_frames, height=height,
-                                                width=width, max_objects=max_objects)
+            frames, labels, cats = render(vid - 1)
             jdir = out / "JPEGImages" / name
             jdir.mkdir(parents=True, exist_ok=True)
             file_names = []
@@ -355,26 +436,31 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         info = dict(description="vosbench synthetic moving shapes", params=params)
         write_json(out / f"{split}.json", dict(info=info, videos=videos, annotations=annotations,
                                                categories=categories))
+    if fade > 0:
+        write_json(out / FADES_FILE.format(split=split), fade_log)
     write_json(marker, params)
     return out
 
 
 def cache_key(**params) -> str:
-    """Folder name that identifies a synthetic split by every generator argument."""
+    """Folder name that identifies a synthetic split by every generator argument (``fade`` only
+    when > 0, so keys of unfaded data are unchanged)."""
     p = dict(params, version=GENERATOR_VERSION)
-    return (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
-            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
+    key = (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
+           f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
+    return key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
 
 
 def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
-                    num_frames: int, height: int, width: int, max_objects: int, seed: int) -> Path:
+                    num_frames: int, height: int, width: int, max_objects: int, seed: int,
+                    fade: float = 0.0) -> Path:
     """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
 
     The folder is written under a temporary name and renamed into place, so concurrent
     builders (pytest-xdist workers, DataLoader workers) never see a half-written dataset.
     """
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
-                  height=height, width=width, max_objects=max_objects, seed=seed)
+                  height=height, width=width, max_objects=max_objects, seed=seed, fade=fade)
     cache = Path(cache_dir).expanduser()
     final = cache / cache_key(**params)
     if (final / _MARKER.format(fmt=fmt, split=split)).is_file():
@@ -394,4 +480,4 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
     return final
 
 
-__all__ = ["SHAPES", "GENERATOR_VERSION", "generate", "cached_generate", "cache_key", "render_video"]
+__all__ = ["SHAPES", "GENERATOR_VERSION", "FADES_FILE", "generate", "cached_generate", "cache_key", "render_video"]
