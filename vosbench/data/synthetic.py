@@ -20,6 +20,9 @@ Every video shows textured shapes moving over a textured, panning background:
   ground truth still marks it. A single faded frame is ambiguous, the frames before it are not:
   this is the case a temporal memory is for (LIP §3.2, Table 3). The fade schedule uses its own
   random stream, so a faded dataset shows exactly the same videos as the unfaded one.
+* instance-segmentation variant (options ``distractors=False, fast_objects=False``, off by
+  default): no unannotated shapes (in a VIS dataset an unannotated instance of an annotated
+  category is label noise, not a hard case) and no fast movers (MaskProp's synthetic benchmark).
 
 ``generate`` writes the files; the real loaders (``vosbench.data.datasets``) read them back, so
 tests exercise the same code path as real data. The output is a pure function of the arguments
@@ -241,7 +244,8 @@ def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, 
 
 def render_video(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
                  max_objects: int, fade: float = 0.0, fade_rng: np.random.Generator | None = None,
-                 info: dict | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                 info: dict | None = None, distractors: bool = True, fast_objects: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Render one video.
 
     Args:
@@ -251,6 +255,11 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
             bit-identical to a generator without the option).
         fade_rng: random stream of the fade schedule (default: ``rng``, which changes the videos;
             ``generate`` passes a separate stream so faded and unfaded datasets match).
+        distractors: add 0-2 unannotated shapes (look-alikes of annotated objects or random
+            shapes). ``False`` (option of ``generate``) suits instance segmentation: every
+            shape is then an annotated instance of its category, as in YouTube-VIS.
+        fast_objects: 25 % of the objects move ~15 % of the width per frame (``False``: all
+            move 3.5-8 %).
         info: if given, receives ``info["fades"] = [[object id, first frame, end frame, alpha]]``
             with the final (renumbered) object ids.
     Returns:
@@ -267,8 +276,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         late = i > 0 and t_len > 2 and rng.uniform() < 0.3
         start = int(rng.integers(1, max(2, t_len // 2 + 1))) if late else 0
         shapes.append(_random_shape(rng, h, w, t_len, start=start, annotated=True,
-                                    fast=rng.uniform() < 0.25))
-    num_distractors = int(rng.integers(0, 3))
+                                    fast=bool(rng.uniform() < 0.25) and fast_objects))
+    num_distractors = int(rng.integers(0, 3)) if distractors else 0
     for _ in range(num_distractors):
         if shapes and rng.uniform() < 0.7:
             shapes.append(_distractor_of(rng, shapes[int(rng.integers(0, num_obj))], h, w, t_len))
@@ -335,7 +344,8 @@ FADES_FILE = "fades_{split}.json"
 
 def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str = "train",
              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
-             max_objects: int = 3, seed: int = 0, fade: float = 0.0) -> Path:
+             max_objects: int = 3, seed: int = 0, fade: float = 0.0, distractors: bool = True,
+             fast_objects: bool = True) -> Path:
     """Write a synthetic dataset split as a real-format folder.
 
     ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
@@ -357,6 +367,11 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
             without this option; > 0 shows the same videos with fade episodes and also writes
             ``fades_<split>.json`` (video -> ``[[object id, first frame, end frame, alpha]]``,
             end exclusive) for per-frame analysis.
+        distractors, fast_objects: ``False`` drops the unannotated shapes / the fast movers
+            (see ``render_video``). Both default to ``True`` (the data and its cache folder are
+            then unchanged). ``distractors=False, fast_objects=False`` is the instance
+            segmentation variant used by ``benchmarks/maskprop_synthetic.py``: in a VIS dataset
+            an unannotated shape of an annotated category is label noise, not a hard case.
     Returns:
         ``Path(out_dir)``.
     """
@@ -374,6 +389,10 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
                   width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
     if fade > 0:  # only then: unfaded markers (and caches) stay exactly as before the option
         params["fade"] = float(fade)
+    if not distractors:
+        params["distractors"] = False
+    if not fast_objects:
+        params["fast_objects"] = False
     marker = out / _MARKER.format(fmt=fmt, split=split)
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -388,7 +407,8 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     def render(i: int):
         info: dict = {}
         res = render_video(rng, num_frames=num_frames, height=height, width=width,
-                           max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info)
+                           max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info,
+                           distractors=distractors, fast_objects=fast_objects)
         fade_log[names[i]] = info.get("fades", [])
         return res
 
@@ -448,19 +468,22 @@ def cache_key(**params) -> str:
     p = dict(params, version=GENERATOR_VERSION)
     key = (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
-    return key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
+    return (key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
+            + ("_nodistr" if not p.get("distractors", True) else "")
+            + ("_nofast" if not p.get("fast_objects", True) else ""))
 
 
 def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
                     num_frames: int, height: int, width: int, max_objects: int, seed: int,
-                    fade: float = 0.0) -> Path:
+                    fade: float = 0.0, distractors: bool = True, fast_objects: bool = True) -> Path:
     """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
 
     The folder is written under a temporary name and renamed into place, so concurrent
     builders (pytest-xdist workers, DataLoader workers) never see a half-written dataset.
     """
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
-                  height=height, width=width, max_objects=max_objects, seed=seed, fade=fade)
+                  height=height, width=width, max_objects=max_objects, seed=seed, fade=fade,
+                  distractors=distractors, fast_objects=fast_objects)
     cache = Path(cache_dir).expanduser()
     final = cache / cache_key(**params)
     if (final / _MARKER.format(fmt=fmt, split=split)).is_file():
