@@ -1,4 +1,12 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# The DAVIS-2016 T metric resolves equal-cost matching paths in Boost's heap order; this small C
+# module replays that order (vosbench/metrics/_grid_dijkstra.c). Optional: without a C compiler
+# the install still works and T falls back to a numpy solver that may break such ties differently.
+EXT_MODULES = [
+    Extension("vosbench.metrics._grid_dijkstra", ["vosbench/metrics/_grid_dijkstra.c"],
+              extra_compile_args=["-O2"], optional=True),
+]
 
 setup(
     name="vosbench",
@@ -7,6 +15,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["vosbench", "vosbench.*", "methods", "methods.*"]),
     include_package_data=True,
+    ext_modules=EXT_MODULES,
     install_requires=[
         "torch>=2.14",
         "torchvision>=0.29",

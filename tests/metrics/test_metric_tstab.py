@@ -184,18 +184,176 @@ def test_chi2_matches_dense_formula():
                                rtol=0, atol=1e-14)
 
 
-def test_t_fixture_from_official_python_steps():
-    """Per-pair T of the small DAVIS fixture vs values from the official ``sc_compute``,
-    ``hist_cost_2`` and ``get_bijective_pairs`` (``make_fixtures.py``)."""
+def _official():
+    return json.loads((FIX / "official_values.json").read_text())
+
+
+def test_t_fixture_from_official_toolkit():
+    """Per-pair T (x5) of the small DAVIS fixture vs the DAVIS-2016 toolkit end to end (its C++
+    contours and Dijkstra, its Python shape contexts; ``make_fixtures.py``)."""
     from PIL import Image
-    vals = json.loads((FIX / "official_values.json").read_text())["t_python_steps"]
+    vals = _official()["t_official"]
     root = FIX / "davis_small"
+    assert len(vals) == 3
     for seq, expected in vals.items():
         names = sorted(p.name for p in (root / "gt" / "Annotations" / "480p" / seq).glob("*.png"))
         masks = [np.asarray(Image.open(root / "results" / seq / n)) > 0 for n in names[1:-1]]
         got = tstab.temporal_stability_series(masks) * 5.0
+        assert len(got) == len(expected)
         for g, e in zip(got, expected):
             if e is None:
                 assert math.isnan(g)
             else:
-                assert g == pytest.approx(e, abs=1e-6)
+                assert g == pytest.approx(e, abs=1e-9)
+
+
+def test_t_real_davis_pairs_match_official(davis_mini):
+    """Real DAVIS-2016 annotation pairs, as annotated and perturbed (junctions, holes, specks),
+    against the toolkit's ``db_eval_t_stab``."""
+    from vosbench.metrics.testing import t_fixture_pairs
+    expected = _official()["t_official_davis2016_mini"]
+    pairs = t_fixture_pairs(davis_mini)
+    assert sorted(n for n, _, _ in pairs) == sorted(expected)
+    for name, a, b in pairs:
+        got = tstab.temporal_stability(a, b)
+        if expected[name] is None:
+            assert math.isnan(got), name
+        else:
+            assert got == pytest.approx(expected[name], abs=1e-9), name
+
+
+def test_contours_match_polycont():
+    """``mask_contours`` equals the toolkit's ``mask2poly(mask, 3).contour_coords``: same
+    curves, same order, same start points and directions (junction cases included)."""
+    cases = _official()["polycont_official"]
+    assert len(cases) >= 30
+    n_nonempty = 0
+    for case in cases:
+        m = np.array([[ch == "1" for ch in row] for row in case["mask"]])
+        got = [c.tolist() for c in tstab.mask_contours(m)]
+        assert got == case["contours"], case["mask"]
+        n_nonempty += bool(got)
+    assert n_nonempty >= 20
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_hole_flags_equal_polycont_in_out_check(seed):
+    """The O(n) hole rule equals the toolkit's O(n^2) nesting tree (restated as
+    ``_hole_flags_tree``) on masks with nested rings, specks and diagonal junctions."""
+    rng = np.random.default_rng(seed)
+    m = np.zeros((40, 48), bool)
+    for r in (18, 14, 10, 6, 3):  # nested rings -> holes at several depths
+        m ^= _ellipse(40, 48, 20, 24, r, r + 2)
+    m ^= rng.random(m.shape) < 0.08
+    loops = tstab._trace_loops(m)
+    assert len(loops) > 20 and any(h for _, h in loops)
+    mids = [np.stack([c[:-1, 0] + c[1:, 0], c[:-1, 1] + c[1:, 1]], 1).astype(float)
+            for c, _ in loops]
+    assert [h for _, h in loops] == tstab._hole_flags_tree(mids)
+
+
+def _boost_dijkstra_path(cost):
+    """boost::dijkstra_shortest_paths on the toolkit's grid graph, replayed in Python: 4-ary
+    indirect heap (sift up / down on strict <), breadth-first visit (white target: relax then
+    push; gray target: relax then sift up), out-edges right, down, diagonal."""
+    n1, n2 = cost.shape
+    N = n1 * n2
+    c = cost.ravel().tolist()
+    dist, pred, color = [math.inf] * N, list(range(N)), [0] * N
+    heap, pos = [], [-1] * N
+
+    def up(i):
+        v = heap[i]
+        while i:
+            p = (i - 1) // 4
+            if not dist[v] < dist[heap[p]]:
+                break
+            heap[i] = heap[p]
+            pos[heap[i]] = i
+            i = p
+        heap[i] = v
+        pos[v] = i
+
+    def down():
+        i, v, n = 0, heap[0], len(heap)
+        while i * 4 + 1 < n:
+            f = i * 4 + 1
+            best = min(range(f, min(f + 4, n)), key=lambda k: (dist[heap[k]], k))
+            if not dist[heap[best]] < dist[v]:
+                break
+            heap[i], heap[best] = heap[best], v
+            pos[heap[i]], pos[v] = i, best
+            i = best
+
+    dist[0], color[0] = 0.0, 1
+    heap.append(0)
+    while heap:
+        u = heap[0]
+        last = heap.pop()
+        if heap:
+            heap[0] = last
+            pos[last] = 0
+            down()
+        a, b = divmod(u, n2)
+        outs = ([u + 1] if b + 1 < n2 else []) + ([u + n2] if a + 1 < n1 else []) + \
+               ([u + n2 + 1] if a + 1 < n1 and b + 1 < n2 else [])
+        for v in outs:
+            nd = dist[u] + c[v]
+            if color[v] == 0:
+                if nd < dist[v]:
+                    dist[v], pred[v] = nd, u
+                color[v] = 1
+                heap.append(v)
+                up(len(heap) - 1)
+            elif color[v] == 1 and nd < dist[v]:
+                dist[v], pred[v] = nd, u
+                up(pos[v])
+        color[u] = 2
+    path, cur = [], N - 1
+    while cur:
+        path.append(divmod(cur, n2))
+        cur = pred[cur]
+    path.append((0, 0))
+    return np.array(path, dtype=np.int64)
+
+
+def test_grid_dijkstra_extension_is_built():
+    assert tstab._grid_dijkstra is not None, (
+        "vosbench.metrics._grid_dijkstra is not compiled: `pip install -e .` builds it (needs a "
+        "C compiler); without it T may resolve tied paths differently from the toolkit")
+
+
+@pytest.mark.parametrize("kind", ["integers", "sparse", "rounded"])
+def test_match_dtw_resolves_ties_like_boost(kind):
+    """Cost grids full of exact ties (zero costs, repeated values): the path is Boost's."""
+    if tstab._grid_dijkstra is None:
+        pytest.skip("extension not built (see test_grid_dijkstra_extension_is_built)")
+    rng = np.random.default_rng(["integers", "sparse", "rounded"].index(kind))
+    n_tied = 0
+    for _ in range(60):
+        n1, n2 = (int(x) for x in rng.integers(1, 30, 2))
+        if kind == "integers":
+            c = rng.integers(0, 3, (n1, n2)).astype(float)
+        elif kind == "sparse":
+            c = rng.random((n1, n2)) * (rng.random((n1, n2)) < 0.5)
+        else:
+            c = np.round(rng.random((n1, n2)), 1)
+        ref = _boost_dijkstra_path(c)
+        pairs, mi, mj = tstab.match_dtw(c)
+        np.testing.assert_array_equal(pairs, ref)
+        n_tied += tstab._match_dtw_numpy(c, on_tie="none") is None
+        if len(ref) > 1:  # cheapest node from the destination, origin excluded, first minimum
+            on = c[ref[:-1, 0], ref[:-1, 1]]
+            k = int(np.argmin(on))
+            assert (mi, mj) == tuple(ref[k])
+    assert n_tied > 10  # the cases really had ties on the path
+
+
+def test_match_dtw_fast_path_without_ties():
+    """Continuous costs: no tie, the numpy DP answers and equals Boost's path."""
+    rng = np.random.default_rng(9)
+    for shape in [(1, 1), (1, 7), (9, 1), (23, 17)]:
+        c = rng.random(shape)
+        fast = tstab._match_dtw_numpy(c, on_tie="none")
+        assert fast is not None
+        np.testing.assert_array_equal(fast[0], _boost_dijkstra_path(c))

@@ -178,3 +178,33 @@ def make_ytvis_set(root, *, num_videos=300, num_frames=30, height=360, width=640
 
 def clean(root) -> None:
     shutil.rmtree(root, ignore_errors=True)
+
+
+def t_fixture_pairs(davis2016_root) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Mask pairs of real DAVIS-2016 annotations for the T golden test (fixture values in
+    ``tests/fixtures/metrics/official_values.json``, key ``t_official_davis2016_mini``).
+
+    Per sequence, frames (k, k+1) for k = 0, 10, 20, 30 as annotated, and the same pairs
+    perturbed like a prediction: dilated (k // 10 even) or eroded (odd) by a 3x3 square,
+    then 0.2 % of the pixels flipped (seeded), which adds diagonal junctions, holes and specks.
+
+    Returns:
+        (name "<seq>/<k>" or "<seq>/<k>/perturbed", mask_a bool[H, W], mask_b bool[H, W]).
+    """
+    from scipy import ndimage
+    root = Path(davis2016_root) / "Annotations" / "480p"
+    out = []
+    for s, seq in enumerate(sorted(p.name for p in root.iterdir() if p.is_dir())):
+        names = sorted(p.name for p in (root / seq).glob("*.png"))
+        for k in (0, 10, 20, 30):
+            if k + 1 >= len(names):
+                continue
+            a, b = (np.asarray(Image.open(root / seq / names[i]).convert("L")) > 0
+                    for i in (k, k + 1))
+            out.append((f"{seq}/{k}", a, b))
+            rng = np.random.default_rng(1000 * s + k)
+            op = ndimage.binary_dilation if (k // 10) % 2 == 0 else ndimage.binary_erosion
+            pa, pb = (op(m, structure=np.ones((3, 3), bool)) ^ (rng.random(m.shape) < 0.002)
+                      for m in (a, b))
+            out.append((f"{seq}/{k}/perturbed", pa, pb))
+    return out

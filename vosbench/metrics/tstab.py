@@ -1,42 +1,56 @@
 """Temporal stability T of the DAVIS-2016 toolkit (fperazzi/davis ``db_eval_t_stab``), in numpy.
 
 The official T is Python glue around C++ (``polycont`` contours, ``psimpl`` Douglas-Peucker,
-Boost Dijkstra). This module re-implements every step from that code:
+Boost Dijkstra). This module re-implements every step from that code and gives the toolkit's
+values (checked end to end against the compiled toolkit: contours equal, T equal to ~1e-16,
+``tests/metrics/test_metric_tstab.py`` and ``benchmarks/metrics_speed.py``):
 
-1. ``mask_contours``: pixel-corner contours of the mask, holes included, in doubled
-   coordinates (corner (r, c) is (2r, 2c)), traced from the first vertical boundary edge in
-   row-major order, going down first, then (at each corner) the first unvisited boundary edge
-   in the order down, up, right, left (polycont ``explore_contour``). The closed polyline
-   repeats its first point at the end (``move2junctions``).
-2. ``simplify``: psimpl Douglas-Peucker (radial-distance pre-pass, LIFO split stack, ties in
-   the farthest point go to the later point, single-precision projection fraction), first
-   with tolerance 0.1 then 3 (doubled coordinates, i.e. 1.5 px); then outer contours are made
-   clockwise and holes counter-clockwise, coordinates halved, contours with <= 3 points
-   dropped.
+1. ``_trace_loops`` (polycont ``mask2poly`` + ``lines2jordan`` + ``in_out_check``): the
+   boundary is cut into pieces at 4-way junctions (two foreground pixels touching by a
+   corner), pieces are walked from the junctions (last junction first; up, left, down,
+   right), closed boundaries without a junction start at the top corner of their first
+   down edge in row-major order; pieces are regrouped into closed curves the way
+   ``lines2jordan`` does (never straight through a junction; the start junction is the one
+   ``std::unordered_map::begin()`` gives with libstdc++: the largest id left), and each
+   curve is flagged hole or not. Coordinates are pixel corners; the curve starts and ends at
+   its junction (``move2junctions``).
+2. ``_simplify_loops``: psimpl Douglas-Peucker (radial-distance pre-pass, LIFO split stack,
+   ties in the farthest point go to the later point, single-precision projection fraction),
+   first with tolerance 0.1 then 3 (doubled coordinates, i.e. 1.5 px); then outer contours
+   are made clockwise and holes counter-clockwise, coordinates halved, contours with <= 3
+   points dropped.
 3. the contour with the most points (ties: the later one) is upsampled so that no segment is
    longer than 3 px (``ceil(len / 3)`` equal pieces, float32 arithmetic as in C++).
 4. shape contexts (12 angles x 5 log radii in [1/8, 2], radii normalised by the mean of the
    full distance matrix, own point counted), chi-square costs.
-5. DTW-like shortest path (moves right / down / diagonal, node cost as the weight of the
-   edge entering the node) from (0, 0) to (n1-1, n2-1), solved exactly by dynamic programming
-   with the same additions as Dijkstra; the cost matrix is rolled so that the cheapest node of
-   that path (excluding the origin; ties: nearest to the end) comes last, and solved again.
+5. cheapest monotone path (moves right / down / diagonal, node cost as the weight of the
+   edge entering the node) from (0, 0) to (n1-1, n2-1) with Boost's tie-breaking
+   (``match_dtw``); the cost matrix is rolled so that the cheapest node of that path
+   (excluding the origin; ties: nearest to the end) comes last, and solved again.
 6. bijective pairs (cheapest per row, then per column); T = their mean cost.
 
-Known, documented differences to the C++ (could not be compiled here, see the metrics report):
-at a 4-way junction (two foreground pixels touching only by a corner) polycont splits the
-contour into pieces and regroups them (``lines2jordan``); we keep the foreground
-4-connected (turn towards the foreground pixel), which may start the loop elsewhere. When two
-predecessors of a node have exactly the same path cost, Boost's heap order decides; we prefer
-the diagonal, then the row above, then the column to the left.
+Platform note: two choices of the C++ depend on its standard library, not on the algorithm:
+the ``unordered_map`` iteration order in ``lines2jordan`` (we follow libstdc++, i.e. Linux
+builds) and Boost's heap order on equal-cost paths (replayed exactly by the compiled
+``_grid_dijkstra``; without it a numpy solver is used and may pick another tied path).
 
-Speed: the chi-square matrix is computed bin by bin (60 passes over an n1 x n2 matrix instead
-of the official n1 x n2 x 60 tiles) and the shortest path by anti-diagonal sweeps.
+Speed: where the C++ does O(curves^2) point-in-polygon tests for the hole flags, we derive
+them from the mask (``_hole_flags``); only curves long enough to be the longest are
+simplified; the chi-square matrix is computed bin by bin (60 passes over an n1 x n2 matrix
+instead of the official n1 x n2 x 60 tiles); the path is found by anti-diagonal dynamic
+programming and handed to the Boost replay only when the backtrack meets a tie.
 """
 from __future__ import annotations
 
 
+import warnings
+
 import numpy as np
+
+try:  # compiled at install (setup.py); replays Boost's tie order, see match_dtw
+    from vosbench.metrics import _grid_dijkstra
+except ImportError:  # pragma: no cover - depends on the install
+    _grid_dijkstra = None
 
 __all__ = ["temporal_stability", "temporal_stability_series", "contour_descriptor",
            "t_from_descriptors", "mask_contours", "best_contour", "contour_upsample",
@@ -51,21 +65,254 @@ CONT_TH = 3  # simplification tolerance (doubled coordinates) and upsampling ste
 
 
 # ------------------------------------------------------------------------------- contours
+# Corner-grid directions: bit flags of the boundary edges incident to a pixel corner.
 _DOWN, _UP, _RIGHT, _LEFT = 1, 2, 4, 8
 _OPPOSITE = {_DOWN: _UP, _UP: _DOWN, _RIGHT: _LEFT, _LEFT: _RIGHT}
-# 4-way junctions (two fg pixels touching by a corner): the outgoing direction for each
-# incoming move, turning towards the fg pixel on the fg side (4-connected foreground).
-# Type A: NE and SW foreground; type B: NW and SE foreground.
-_TURN_A = {_DOWN: _RIGHT, _UP: _LEFT, _RIGHT: _DOWN, _LEFT: _UP}
-_TURN_B = {_DOWN: _LEFT, _UP: _RIGHT, _RIGHT: _UP, _LEFT: _DOWN}
+_FLT_EPS = float(np.finfo(np.float32).eps)
+_FLT_MAX = float(np.finfo(np.float32).max)
+
+
+def _corner_bits(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Boundary edges of a cropped mask on its (H + 1) x (W + 1) corner grid.
+
+    Returns (bits uint8[(H+1)*(W+1)] flat row-major, the padded mask bool[H+2, W+2]). Corner
+    (R, C) is the top-left corner of pixel (R, C); its DOWN edge separates pixels (R, C-1) and
+    (R, C), its RIGHT edge pixels (R-1, C) and (R, C).
+    """
+    H, W = m.shape
+    mp = np.pad(m, 1)
+    V = (mp[1:-1, :-1] ^ mp[1:-1, 1:]).view(np.uint8)  # [H, W+1]: down edge from (R, C)
+    Hz = (mp[:-1, 1:-1] ^ mp[1:, 1:-1]).view(np.uint8)  # [H+1, W]: right edge from (R, C)
+    bits = np.zeros((H + 1, W + 1), np.uint8)
+    bits[:-1, :] |= V * np.uint8(_DOWN)
+    bits[1:, :] |= V * np.uint8(_UP)
+    bits[:, :-1] |= Hz * np.uint8(_RIGHT)
+    bits[:, 1:] |= Hz * np.uint8(_LEFT)
+    return bits.ravel(), mp
+
+
+def _contour_pieces(bits: np.ndarray, W1: int):
+    """polycont ``mask2poly``: boundary pieces between junctions, in exploration order.
+
+    Junctions are the corners with four boundary edges (two foreground pixels touching by a
+    corner), numbered 1.. in row-major order. Pieces start from the junctions taken last
+    first, each one's edges in the order up, left, down, right (polycont pushes
+    right/down/left/up per junction on a stack), skipping edges already walked; a piece
+    follows the boundary until it reaches a junction. Closed boundaries without a junction
+    then get an "artificial" junction at the top corner of their first down edge in
+    row-major order and are walked from there, going down first.
+
+    Args:
+        bits: uint8[(H+1)*(W+1)] from ``_corner_bits``; W1 = W + 1.
+
+    Returns:
+        (pieces, junction_pos): pieces as (orig junction id, end junction id, list of flat
+        corner ids from the origin junction to the end junction); junction_pos[id - 1] is the
+        junction's flat corner id.
+    """
+    ids = np.flatnonzero(bits)
+    vals = bits[ids]
+    rem = dict(zip(ids.tolist(), vals.tolist()))
+    junction_pos = ids[vals == 15].tolist()
+    junction_id = {c: k + 1 for k, c in enumerate(junction_pos)}
+    step = {_DOWN: W1, _UP: -W1, _RIGHT: 1, _LEFT: -1}
+    pieces = []
+
+    def walk(start: int, d: int) -> None:
+        pts = [start]
+        rem[start] &= ~d
+        cur = start + step[d]
+        rem[cur] &= ~_OPPOSITE[d]
+        while cur not in junction_id:
+            pts.append(cur)
+            d = rem[cur]  # a corner that is not a junction has one edge left: the way on
+            rem[cur] = 0
+            cur += step[d]
+            rem[cur] &= ~_OPPOSITE[d]
+        pts.append(cur)
+        pieces.append((junction_id[start], junction_id[cur], pts))
+
+    for j in range(len(junction_pos) - 1, -1, -1):
+        c = junction_pos[j]
+        for d in (_UP, _LEFT, _DOWN, _RIGHT):
+            if rem[c] & d:
+                walk(c, d)
+    for c in ids[(vals & _DOWN) > 0].tolist():
+        if rem[c] & _DOWN:
+            junction_pos.append(c)
+            junction_id[c] = len(junction_pos)
+            walk(c, _DOWN)
+    return pieces, junction_pos
+
+
+def _lines_to_jordan(pieces: list, W1: int) -> list[tuple[int, list[int]]]:
+    """polycont ``lines2jordan``: group pieces into closed curves, as the C++ does.
+
+    The C++ keeps "pieces left per junction" in a ``std::unordered_map<int, std::set<int>>``
+    and starts every new curve at ``begin()``. With libstdc++ (identity hash, at least as many
+    buckets as junctions, every key inserted into an empty bucket) ``begin()`` is the most
+    recently inserted key still present, i.e. the largest junction id left; we use that
+    (other standard libraries may order differently, so the official T is itself
+    platform-dependent here). At a junction the next piece is the lowest-numbered one left,
+    unless it continues straight on from the piece we arrived by, then the next one.
+
+    Returns:
+        curves as (cycle junction id, flat corner ids from that junction around to it again).
+    """
+    left: dict[int, set[int]] = {}
+    for k, (o, e, _) in enumerate(pieces):
+        left.setdefault(o, set()).add(k)
+        left.setdefault(e, set()).add(k)
+    order = sorted(left, reverse=True)
+    top = 0
+
+    def other(k, j):
+        o, e, _ = pieces[k]
+        return e if j == o else o
+
+    def first_edge(k, j):
+        """Doubled-coordinate midpoint of piece k's edge at junction j (C++
+        ``get_first_next_coord``: the first edge when the piece starts at j)."""
+        o, _, pts = pieces[k]
+        a, b = (pts[0], pts[1]) if o == j else (pts[-1], pts[-2])
+        return divmod(a, W1), divmod(b, W1)
+
+    def take(k, j):
+        s = left[j]
+        s.discard(k)
+        if not s:
+            del left[j]
+        e = other(k, j)
+        if e in left:
+            left[e].discard(k)
+            if not left[e]:
+                del left[e]
+
+    curves = []
+
+    def close(j, swept, in_swept):
+        at = next(i for i, (jj, _) in enumerate(swept) if jj == j)
+        pts = [pieces[swept[at][1]][2][0] if pieces[swept[at][1]][0] == j
+               else pieces[swept[at][1]][2][-1]]
+        for jj, k in swept[at:]:
+            o, _, p = pieces[k]
+            pts.extend(p[1:] if o == jj else p[-2::-1])
+            in_swept.discard(jj)
+        del swept[at:]
+        curves.append((j, pts))
+        return swept[-1][1] if swept else -1
+
+    while left:
+        while order[top] not in left:
+            top += 1
+        j = order[top]
+        k = min(left[j])
+        take(k, j)
+        swept, in_swept = [(j, k)], {j}
+        nxt = other(k, j)
+        if nxt in in_swept:
+            close(nxt, swept, in_swept)
+        while in_swept:
+            j = nxt
+            if j not in left:
+                raise RuntimeError("polycont lines2jordan: no piece left at a junction")
+            cand = sorted(left[j])
+            (a1, b1), (a2, b2) = first_edge(cand[0], j), first_edge(k, j)
+            nf = (a1[0] + b1[0], a1[1] + b1[1])
+            cl = (a2[0] + b2[0], a2[1] + b2[1])
+            k = cand[1] if (nf[0] == cl[0] or nf[1] == cl[1]) else cand[0]
+            take(k, j)
+            swept.append((j, k))
+            in_swept.add(j)
+            nxt = other(k, j)
+            if nxt in in_swept:
+                k = close(nxt, swept, in_swept)
+    return curves
+
+
+def _point_in_poly(px: float, py: float, P: np.ndarray) -> bool:
+    """polycont ``is_point_inside``: ray casting towards +X with the C++ float quirks.
+
+    Segments (i, i+1) and the closing one (0, n-1); a point level with a segment end is moved
+    up by FLT_EPSILON; slopes are rounded to float. P: float64[n, 2] (X, Y).
+    """
+    a = P
+    b = np.concatenate([P[1:], P[:1]])
+    b[-1] = P[-1]
+    a = a.copy()
+    a[-1] = P[0]
+    swap = a[:, 1] > b[:, 1]
+    a2 = np.where(swap[:, None], b, a)
+    b2 = np.where(swap[:, None], a, b)
+    ax, ay, bx, by = a2[:, 0], a2[:, 1], b2[:, 0], b2[:, 1]
+    y = np.where((py == ay) | (py == by), py + _FLT_EPS, py)
+    hit = ~((y > by) | (y < ay) | (px > np.maximum(ax, bx)))
+    before = px < np.minimum(ax, bx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m_red = np.where(np.abs(ax - bx) > np.finfo(np.float32).tiny,
+                         ((by - ay) / (bx - ax)).astype(np.float32), np.float32(_FLT_MAX))
+        m_blue = np.where(np.abs(ax - px) > np.finfo(np.float32).tiny,
+                          ((y - ay) / (px - ax)).astype(np.float32), np.float32(_FLT_MAX))
+    cross = hit & (before | (m_blue >= m_red))
+    return bool(np.count_nonzero(cross) % 2)
+
+
+def _hole_flags_tree(polys: list[np.ndarray]) -> list[bool]:
+    """polycont ``in_out_check`` as written: O(curves^2) point-in-curve tests (the reference
+    for ``_hole_flags``, used by the tests).
+
+    The nesting tree is built by inserting the curves in order: a curve goes under the first
+    child (in id order) that contains its first point, and the children of its insertion node
+    whose first points it contains move under it; holes are the curves at even depth (the
+    root's children have depth 1). Tests are skipped when the point lies where the ray cannot
+    cross the curve (below/above its y range, right of its x range).
+
+    Args:
+        polys: per curve float64[n, 2] edge midpoints (X = 2 row, Y = 2 col).
+    """
+    n = len(polys)
+    lo = [p.min(0) for p in polys]
+    hi = [p.max(0) for p in polys]
+    first = [p[0] for p in polys]
+
+    def inside(i, c):  # first point of curve i inside curve c
+        x, y = first[i]
+        if y < lo[c][1] or y >= hi[c][1] or x > hi[c][0]:
+            return False
+        return _point_in_poly(float(x), float(y), polys[c])
+
+    children: list[set[int]] = [set()]
+    parent = [-1]
+    for cur in range(1, n + 1):
+        node = 0
+        while True:
+            nxt = next((ch for ch in sorted(children[node]) if inside(cur - 1, ch - 1)), None)
+            if nxt is None:
+                break
+            node = nxt
+        moved = {ch for ch in children[node] if inside(ch - 1, cur - 1)}
+        children.append(moved)
+        for ch in moved:
+            children[node].discard(ch)
+            parent[ch] = cur
+        children[node].add(cur)
+        parent.append(node)
+    depth = [0] * (n + 1)
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        for ch in children[node]:
+            depth[ch] = depth[node] + 1
+            stack.append(ch)
+    return [depth[i] % 2 == 0 for i in range(1, n + 1)]
 
 
 def _trace_loops(mask: np.ndarray) -> list[tuple[np.ndarray, bool]]:
-    """Closed pixel-corner loops of ``mask``: (int64[n + 1, 2] corners (row, col), is_hole).
+    """polycont ``mask2polycont`` up to simplification: closed corner curves with hole flags.
 
-    Corners are numbered row-major on the (H + 1) x (W + 1) grid of the mask's bbox; every
-    boundary corner gets a bit set of its incident boundary edges, and loops are followed edge
-    by edge in pure Python on those small integers (a few thousand steps per mask).
+    Returns:
+        list of (int64[n + 1, 2] pixel corners (row, col), first point repeated at the end,
+        is_hole), in polycont's order.
     """
     m = np.asarray(mask, dtype=bool)
     rows = np.flatnonzero(m.any(1))
@@ -74,57 +321,61 @@ def _trace_loops(mask: np.ndarray) -> list[tuple[np.ndarray, bool]]:
     cols = np.flatnonzero(m.any(0))
     oy, ox = int(rows[0]), int(cols[0])
     m = m[oy:rows[-1] + 1, ox:cols[-1] + 1]
-    H, W = m.shape
-    mp = np.pad(m, 1)
-    # V[R, C] (R < H, C <= W): edge between pixels (R, C-1) and (R, C), from corner (R, C) down.
-    V = (mp[1:-1, :-1] ^ mp[1:-1, 1:]).view(np.uint8)
-    # Hz[R, C] (R <= H, C < W): edge between pixels (R-1, C) and (R, C), from corner (R, C) right.
-    Hz = (mp[:-1, 1:-1] ^ mp[1:, 1:-1]).view(np.uint8)
-    bits = np.zeros((H + 1, W + 1), np.uint8)
-    bits[:-1, :] |= V * np.uint8(_DOWN)
-    bits[1:, :] |= V * np.uint8(_UP)
-    bits[:, :-1] |= Hz * np.uint8(_RIGHT)
-    bits[:, 1:] |= Hz * np.uint8(_LEFT)
-    flat = bits.ravel()
-    ids = np.flatnonzero(flat)
-    vals = flat[ids]
-    rem = dict(zip(ids.tolist(), vals.tolist()))
-    W1 = W + 1
-    junction = {}
-    jid = ids[vals == 15]
-    if jid.size:
-        jr, jc = np.divmod(jid, W1)
-        # the pixel NE of corner (jr, jc) is (jr - 1, jc): mp[jr, jc + 1] in padded coordinates
-        junction = dict(zip(jid.tolist(), mp[jr, jc + 1].tolist()))
-    step = {_DOWN: W1, _UP: -W1, _RIGHT: 1, _LEFT: -1}
-    loops = []
-    # start at each vertical edge in row-major order (the official artificial-junction scan)
-    for c0 in ids[(vals & _DOWN) > 0].tolist():
-        if not rem[c0] & _DOWN:
-            continue
-        pts = [c0]
-        rem[c0] &= ~_DOWN
-        cur = c0 + W1
-        rem[cur] &= ~_UP
-        d = _DOWN
-        while cur != c0:
-            pts.append(cur)
-            r = rem[cur]
-            if r & (r - 1):  # several open edges: a 4-way junction reached the first time
-                d = (_TURN_A if junction[cur] else _TURN_B)[d]
-            else:
-                d = r
-            rem[cur] = r & ~d
-            cur += step[d]
-            rem[cur] &= ~_OPPOSITE[d]
-        pts.append(c0)
-        R0, C0 = divmod(c0, W1)
-        # the first edge of a loop in the row-major scan is the left side of the top-left pixel
-        # of the region it encloses: fg east of it -> outer boundary, bg -> hole
-        is_hole = not bool(mp[R0 + 1, C0 + 1])
+    W1 = m.shape[1] + 1
+    bits, _ = _corner_bits(m)
+    pieces, _ = _contour_pieces(bits, W1)
+    curves = _lines_to_jordan(pieces, W1)
+    corners = []
+    mids = []
+    for _, pts in curves:
         rr, cc = np.divmod(np.asarray(pts, dtype=np.int64), W1)
-        loops.append((np.stack([rr + oy, cc + ox], 1), is_hole))
-    return loops
+        rr += oy
+        cc += ox
+        corners.append(np.stack([rr, cc], 1))
+        # edge midpoints in doubled coordinates (X = 2 row, Y = 2 col): the C++ curve points
+        mids.append(np.stack([rr[:-1] + rr[1:], cc[:-1] + cc[1:]], 1).astype(np.float64))
+    holes = _hole_flags(corners, m, oy, ox)
+    return list(zip(corners, holes))
+
+
+def _hole_flags(corners: list[np.ndarray], m: np.ndarray, oy: int, ox: int) -> list[bool]:
+    """polycont ``in_out_check`` result, without its O(curves^2) point-in-curve tests.
+
+    The curves are closed, edge-disjoint and never cross (they may touch at corners), and the
+    toolkit's ray test is exact for a point that is not on the tested curve (the float quirks
+    only matter at the curve's own vertices, and an edge midpoint is never on another
+    curve). So the nesting tree it builds is the true containment tree, and a curve is a hole
+    (even depth) iff an odd number of other curves contain it. Every pixel is covered by an
+    odd number of curves iff it is foreground, and the pixel just inside a curve at one of its
+    edges is covered by that curve and by exactly the curves containing it. Hence: hole iff
+    that pixel is background. The inside side of the first edge comes from the curve's
+    orientation (sign of its shoelace area). ``tests/metrics`` check this against
+    ``_hole_flags_tree`` and the toolkit's own output.
+
+    Args:
+        corners: per curve int64[n + 1, 2] corners (row, col), closed.
+        m: the cropped mask bool[h, w] whose top-left pixel is (oy, ox).
+    """
+    if not corners:
+        return []
+    lens = np.array([len(c) - 1 for c in corners])
+    allc = np.concatenate(corners)
+    starts = np.zeros(len(corners), np.int64)
+    np.cumsum(lens[:-1] + 1, out=starts[1:])
+    r, c = allc[:, 0], allc[:, 1]
+    cross = r[:-1] * c[1:] - r[1:] * c[:-1]  # shoelace terms, across curve joins too
+    area2 = np.add.reduceat(cross, starts)
+    # drop the join terms (last corner of a curve -> first corner of the next one)
+    joins = starts[1:] - 1
+    area2[:-1] -= cross[joins]
+    r0, c0 = r[starts], c[starts]
+    dr, dc = r[starts + 1] - r0, c[starts + 1] - c0
+    sign = np.where(area2 > 0, 1, -1)
+    nr, nc = -dc * sign, dr * sign  # inward normal of the first edge
+    # pixel centre = edge midpoint + half the normal; pixel index = floor of it
+    pr = np.floor((2 * r0 + dr + nr) / 2).astype(np.int64) - oy
+    pc = np.floor((2 * c0 + dc + nc) / 2).astype(np.int64) - ox
+    return (~m[pr, pc]).tolist()
 
 
 def _radial(pts: np.ndarray, tol2: float) -> np.ndarray:
@@ -284,10 +535,22 @@ def mask_contours(mask) -> list[np.ndarray]:
 
 
 def best_mask_contour(mask) -> np.ndarray | None:
-    """``best_contour(mask_contours(mask))``: the simplified contour with the most points."""
+    """``best_contour(mask_contours(mask))``: the simplified contour with the most points.
+
+    Simplification only removes points, so a curve whose traced length is below the best
+    simplified length found cannot win: the longest traced curve is simplified first, then
+    only the curves at least that long (noisy masks have hundreds of tiny curves).
+    """
+    loops = _trace_loops(np.asarray(mask).astype(bool))
+    if not loops:
+        return None
+    raw = np.array([len(p) for p, _ in loops])
+    first = _simplify_loops([loops[int(np.argmax(raw))]])[0]
+    floor = len(first) if first is not None else 0
+    cand = np.flatnonzero(raw >= floor)
     best = None
-    for c in mask_contours(mask):
-        if best is None or len(best) <= len(c):  # ties: the later contour
+    for i, c in zip(cand, _simplify_loops([loops[i] for i in cand])):
+        if c is not None and (best is None or len(best) <= len(c)):  # ties: the later one
             best = c
     return best
 
@@ -432,11 +695,56 @@ def _chi2_cost_dense(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
 
 
 def match_dtw(cost: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """``match_dijkstra``: cheapest monotone path from (0, 0) to (n1-1, n2-1).
+    """``match_dijkstra``: cheapest monotone path from (0, 0) to (n1-1, n2-1), the toolkit's.
 
     Path cost = sum of the costs of the nodes entered (the origin's cost is not counted), moves
-    (i, j+1), (i+1, j), (i+1, j+1); solved by an anti-diagonal DP that performs the same
-    additions as Dijkstra (so the same distances bit for bit).
+    (i, j+1), (i+1, j), (i+1, j+1). Equal-cost paths are common (zero-cost nodes where the two
+    contours have identical shape contexts); the toolkit's Boost Dijkstra picks one by the
+    order its 4-ary heap pops equal distances. The compiled ``_grid_dijkstra`` replays that
+    order, so the path is the toolkit's, ties included. Without it (no C compiler at install)
+    ``_match_dtw_numpy`` gives the same cost but may pick another of the tied paths (a
+    warning says so once).
+
+    Returns:
+        (pairs int64[L, 2] from the destination back to the origin, min_i, min_j) where
+        (min_i, min_j) is the cheapest node of the path scanning from the destination, the
+        origin excluded, first strict minimum wins (the C++ loop).
+    """
+    c = np.ascontiguousarray(cost, dtype=np.float64)
+    n1, n2 = c.shape
+    out = _match_dtw_numpy(c, on_tie="none")
+    if out is not None:  # no tie on the path: Boost's path for sure
+        return out
+    if _grid_dijkstra is None:
+        _warn_no_extension()
+        return _match_dtw_numpy(c, on_tie="prefer")
+    raw, min_id = _grid_dijkstra.path(c, n1, n2)
+    ids = np.frombuffer(raw, dtype=np.int64)
+    return np.stack(np.divmod(ids, n2), 1), min_id // n2, min_id % n2
+
+
+_warned = False
+
+
+def _warn_no_extension() -> None:
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn("vosbench.metrics._grid_dijkstra is not built (no C compiler at install "
+                      "time?): T uses the numpy path solver, which may resolve equal-cost "
+                      "matching paths differently from the DAVIS-2016 toolkit", RuntimeWarning)
+
+
+def _match_dtw_numpy(cost: np.ndarray, on_tie: str = "prefer"):
+    """Cheapest monotone path by anti-diagonal dynamic programming (fast path of ``match_dtw``).
+
+    Path cost = sum of the costs of the nodes entered (the origin's cost is not counted), moves
+    (i, j+1), (i+1, j), (i+1, j+1). The DP performs the same additions as Dijkstra, so the
+    distances are Boost's bit for bit. Boost's predecessor of a node is the first popped of the
+    predecessors reaching its distance; the heap pops smaller distances first, so where one
+    predecessor has the strictly smallest distance it is Boost's choice. Where several share
+    it, only the heap order decides: ``on_tie="none"`` returns None (the caller replays the
+    heap), ``"prefer"`` takes the diagonal, then (i-1, j), then (i, j-1).
 
     Returns:
         (pairs int64[L, 2] from the destination back to the origin, min_i, min_j) where
@@ -461,8 +769,8 @@ def match_dtw(cost: np.ndarray) -> tuple[np.ndarray, int, int]:
         best = np.minimum(D[start - W - 1:stop - W - 1:n2], D[start - W:stop - W:n2])
         np.minimum(best, D[start - 1:stop - 1:n2], out=best)
         D[sl] = best + cp[sl]
-    # backtrack from the destination; among tied predecessors prefer the diagonal, then
-    # (i-1, j), then (i, j-1)
+    # backtrack from the destination
+    strict = on_tie == "none"
     i, j = n1 - 1, n2 - 1
     path = [(i, j)]
     min_cost = np.inf
@@ -477,6 +785,8 @@ def match_dtw(cost: np.ndarray) -> tuple[np.ndarray, int, int]:
         if i and j:
             base = (i + 1) * W + (j + 1)
             d, u, left = Di(base - W - 1), Di(base - W), Di(base - 1)
+            if strict and (d == u <= left or d == left <= u or u == left <= d):
+                return None
             if d <= u and d <= left:
                 i -= 1
                 j -= 1
