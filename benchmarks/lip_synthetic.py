@@ -17,7 +17,11 @@ vosbench checkpoint holding the model weights) and ``<out>/train_log.json``.
 
 ``eval``: runs ``first_frame_copy``, ``flow_propagation`` and each ``--run name=ckpt[:k=v,...]``
 (``k=v`` are method-config overrides, e.g. ``zero_hidden_state=true``) on the held-out synthetic
-val split with the ``davis2017`` evaluator and prints a table.
+val split with the ``davis2017`` evaluator and prints a table. ``--dataset synthetic_fade``
+(train and eval) uses the faded variant (``configs/dataset/synthetic_fade.yaml``); eval then
+also reports ``J_faded`` / ``J_clear``: mean IoU over the object-frames inside / outside a fade
+episode (evaluated frames 1..T-2, after the object's reference frame), from the generator's
+``fades_<split>.json``.
 
     OMP_NUM_THREADS=1 python benchmarks/lip_synthetic.py train --minutes 14 --out outputs/lip_full
     OMP_NUM_THREADS=1 python benchmarks/lip_synthetic.py train --minutes 14 \\
@@ -35,13 +39,12 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 import methods  # noqa: E402,F401  (registers every method)
-from vosbench.config import CONFIG_DIR, build  # noqa: E402
+from vosbench.config import build  # noqa: E402
 from vosbench.registry import METHODS  # noqa: E402
 
 # Training split: disjoint seed stream from val (the generator derives it from the split name).
@@ -58,11 +61,62 @@ def method_config(name: str, sets: list[str]) -> dict:
     return to_dict(compose([f"method={name}"] + [f"method.{s}" for s in sets]).method)
 
 
-def dataset_config(split: str, **over) -> dict:
-    cfg = yaml.safe_load((CONFIG_DIR / "dataset" / "synthetic.yaml").read_text())
-    cfg = {k: v for k, v in cfg.items() if k != "defaults"}
+def dataset_config(split: str, name: str = "synthetic", **over) -> dict:
+    """Compose ``configs/dataset/<name>.yaml`` (``synthetic`` or a variant) for ``split``."""
+    from vosbench.config import compose, to_dict
+
+    cfg = to_dict(compose([f"dataset={name}"]).dataset)
+    if cfg.get("name") != "synthetic":
+        raise ValueError(f"lip_synthetic: dataset config {name!r} is not a synthetic dataset")
     cfg.update(split=split, **over)
     return cfg
+
+
+class FadeProbe:
+    """Evaluator wrapper: forwards to ``inner`` and measures IoU on faded / clear object-frames.
+
+    Args:
+        inner: the dataset's evaluator (``davis2017``).
+        fades: video id -> ``[[object id, first frame, end frame (exclusive), alpha]]``.
+    """
+
+    def __init__(self, inner, fades: dict[str, list]) -> None:
+        self.inner, self.fades = inner, fades
+        self.reset()
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self.rows: list[tuple[bool, float]] = []  # (faded, IoU) per evaluated object-frame
+
+    def process(self, sample, prediction) -> None:
+        import dataclasses
+
+        frames = list(prediction.iter_frames())
+        ids = [int(o) for o in prediction.obj_ids]
+        ref_t = {int(o): t for t, r in sample.reference.items() for o in r.obj_ids.tolist()}
+        episodes = self.fades.get(sample.video_id, [])
+        for fp in frames[1:-1]:  # DAVIS protocol: first and last frames are not evaluated
+            t = fp.index
+            gt = sample.frames[t]
+            gt_ids = gt.obj_ids.tolist()
+            for k, o in enumerate(ids):
+                if o not in ref_t or t <= ref_t[o]:
+                    continue
+                g = gt.masks[gt_ids.index(o)] if o in gt_ids else torch.zeros_like(fp.masks[k])
+                p = fp.masks[k]
+                union = int((g | p).sum())
+                iou = 1.0 if union == 0 else int((g & p).sum()) / union
+                faded = any(e[0] == o and e[1] <= t < e[2] for e in episodes)
+                self.rows.append((faded, iou))
+        self.inner.process(sample, dataclasses.replace(prediction, frames=frames))
+
+    def evaluate(self) -> dict:
+        res = dict(self.inner.evaluate())
+        for name, flag in (("faded", True), ("clear", False)):
+            v = [iou for f, iou in self.rows if f == flag]
+            res[f"J_{name}"] = sum(v) / len(v) if v else float("nan")
+            res[f"n_{name}"] = len(v)
+        return res
 
 
 def _loader(data, *, frames: int, batch: int, seed: int):
@@ -112,10 +166,13 @@ def train(args) -> None:
     torch.manual_seed(args.seed)
     cfg = method_config(args.config, args.set)
     num_ids = cfg["num_ids"]
-    cfg.update(stage="image", num_ids=1, weights=None, pretrained=None)
+    if args.init:  # continue video fine-tuning of a trained (stage-2) checkpoint: no stage 1
+        cfg.update(stage="video", weights=args.init, pretrained=None)
+    else:
+        cfg.update(stage="image", num_ids=1, weights=None, pretrained=None)
     model = build(cfg, METHODS)
     model.train()
-    data = build_dataset(dataset_config("train", **TRAIN_DATA))
+    data = build_dataset(dataset_config("train", args.dataset, **TRAIN_DATA))
     budget = args.minutes * 60.0
     t_start = time.time()
     log: list = []
@@ -123,18 +180,21 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # Stage 1: images (pairs of frames per clip only to amortise decoding; each frame is its own
     # image with zero hidden state).
-    it1 = _run_stage(model, _loader(data, frames=2, batch=args.image_batch, seed=args.seed), name="image",
-                     seconds=args.image_frac * budget, lr=args.lr, warmup=50, grad_clip=args.grad_clip,
-                     log=log, t_start=t_start)
-    save_checkpoint(out / "stage1_image.pth", model, iteration=it1, config=cfg)
-    # Stage 2: a fresh last id layer over the training ids, backbone frozen, recurrent clips.
-    model.replace_id_layer(num_ids)
+    if args.init:
+        it1 = 0
+    else:
+        it1 = _run_stage(model, _loader(data, frames=2, batch=args.image_batch, seed=args.seed), name="image",
+                         seconds=args.image_frac * budget, lr=args.lr, warmup=50, grad_clip=args.grad_clip,
+                         log=log, t_start=t_start)
+        save_checkpoint(out / "stage1_image.pth", model, iteration=it1, config=cfg)
+        # Stage 2: a fresh last id layer over the training ids, backbone frozen, recurrent clips.
+        model.replace_id_layer(num_ids)
     model.set_stage("video")
     it2 = _run_stage(model, _loader(data, frames=args.frames, batch=args.video_batch, seed=args.seed + 1),
                      name="video", seconds=budget - (time.time() - t_start), lr=args.lr * args.video_lr_mult,
                      warmup=20, grad_clip=args.grad_clip, log=log, t_start=t_start)
     model.eval()
-    cfg.update(stage="video", num_ids=num_ids)
+    cfg.update(stage="video", num_ids=num_ids, weights=None)
     save_checkpoint(out / "model_final.pth", model, iteration=it1 + it2, config=cfg, rng=[])
     summary = {"image_iterations": it1, "video_iterations": it2, "wall_s": round(time.time() - t_start, 1),
                "ids_used": int((model.train_id_keys >= 0).sum()), "args": vars(args), "config": cfg, "log": log}
@@ -148,8 +208,14 @@ def evaluate(args) -> None:
     from vosbench.engine.checkpoint import load_model_weights
     from vosbench.metrics import build_evaluator
 
+    from vosbench.data.synthetic import FADES_FILE
+
     torch.set_num_threads(args.threads)
-    data = build_dataset(dataset_config("val", **VAL_DATA))
+    data_cfg = dataset_config("val", args.dataset, **dict(VAL_DATA, num_videos=args.val_videos))
+    data = build_dataset(data_cfg)
+    fades = None
+    if data_cfg.get("fade", 0):
+        fades = json.loads((Path(data.root) / FADES_FILE.format(split="val")).read_text())
     runs = []
     if not args.no_baselines:
         for name in ("first_frame_copy", "flow_propagation"):
@@ -166,12 +232,14 @@ def evaluate(args) -> None:
         t0 = time.time()
         torch.manual_seed(args.seed)
         ev = build_evaluator(data.metric)
+        ev = ev if fades is None else FadeProbe(ev, fades)
         res = inference_on_dataset(model, data, evaluator=ev, progress=False)
         res = {k: float(v) for k, v in res.items() if isinstance(v, (int, float))}
         res["wall_s"] = time.time() - t0
         rows.append((name, res))
         print(json.dumps({"method": name, **{k: round(v, 4) for k, v in res.items()}}), flush=True)
-    keys = ["J&F", "J_mean", "F_mean", "J_recall", "T_mean", "fps", "wall_s"]
+    keys = ["J&F", "J_mean", "F_mean", "J_recall"] + (["J_faded", "J_clear"] if fades is not None else []) \
+        + ["fps", "wall_s"]
     print("\n| method | " + " | ".join(keys) + " |")
     print("|---" * (len(keys) + 1) + "|")
     for name, res in rows:
@@ -183,6 +251,7 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     t = sub.add_parser("train")
     t.add_argument("--config", default="lip_tiny")
+    t.add_argument("--dataset", default="synthetic", help="configs/dataset/<name>.yaml (synthetic variant)")
     t.add_argument("--set", action="append", default=[], help="method config override key=value")
     t.add_argument("--minutes", type=float, default=14.0)
     t.add_argument("--image-frac", type=float, default=0.5)
@@ -195,10 +264,16 @@ def main() -> None:
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", required=True)
+    t.add_argument("--init", default=None,
+                   help="a model_final.pth of this script: skip stage 1 and continue stage 2 (the id "
+                        "table and id layer are kept) for the whole budget")
     e = sub.add_parser("eval")
     e.add_argument("--config", default="lip_tiny")
+    e.add_argument("--dataset", default="synthetic", help="configs/dataset/<name>.yaml (synthetic variant)")
     e.add_argument("--run", action="append", default=[], help="name=ckpt[:key=value,...]")
     e.add_argument("--no-baselines", action="store_true")
+    e.add_argument("--val-videos", type=int, default=VAL_DATA["num_videos"],
+                   help="held-out videos (the first 8 are the default set: one seed stream)")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
