@@ -5,7 +5,7 @@ from setuptools import Extension, find_packages, setup
 # the install still works and T falls back to a numpy solver that may break such ties differently.
 EXT_MODULES = [
     Extension("vosbench.metrics._grid_dijkstra", ["vosbench/metrics/_grid_dijkstra.c"],
-              extra_compile_args=["-O2"], optional=True),
+              extra_compile_args=["-O2", "-ffp-contract=off"], optional=True),
 ]
 
 setup(

@@ -116,6 +116,20 @@ def test_douglas_peucker_matches_psimpl_reference(seed):
     np.testing.assert_array_equal(tstab.douglas_peucker(q, 3.0), _dp_reference(q, 3.0))
 
 
+def test_douglas_peucker_compiled_equals_numpy():
+    """The C and numpy Douglas-Peucker keep the same points (both restate psimpl)."""
+    if tstab._grid_dijkstra is None:
+        pytest.skip("extension not built (see test_grid_dijkstra_extension_is_built)")
+    rng = np.random.default_rng(12)
+    polys = [rng.normal(size=(int(rng.integers(2, 200)), 2)) * rng.uniform(1, 30)
+             for _ in range(40)]
+    polys += [pts.astype(float) * 2 for pts, _ in tstab._trace_loops(rng.random((30, 40)) < 0.5)]
+    for tol in (0.1, 3.0):
+        for a, b in zip(tstab._douglas_peucker_many(polys, tol),
+                        tstab._douglas_peucker_many_numpy(polys, tol)):
+            np.testing.assert_array_equal(a, b)
+
+
 def _upsample_reference(cont, th=3.0):
     c = np.asarray(cont, np.float32)
     out = [c[0].copy()]
@@ -177,11 +191,19 @@ def test_match_dtw_distances_equal_dijkstra():
 
 
 def test_chi2_matches_dense_formula():
+    """The toolkit's formula (``hist_cost_2``: tiles, sum over the last axis): bit for bit
+    when compiled, to 1e-14 with the numpy fallback."""
     rng = np.random.default_rng(5)
     h1 = rng.integers(0, 4, (30, 60)) * (rng.random((30, 60)) < 0.3)
     h2 = rng.integers(0, 4, (25, 60)) * (rng.random((25, 60)) < 0.3)
-    np.testing.assert_allclose(tstab.chi2_cost(h1, h2), tstab._chi2_cost_dense(h1, h2),
-                               rtol=0, atol=1e-14)
+    h2[:10] = h1[:10]  # identical rows: exact zero costs
+    ref = tstab._chi2_cost_dense(h1, h2)
+    got = tstab.chi2_cost(h1, h2)
+    if tstab._grid_dijkstra is not None:
+        np.testing.assert_array_equal(got, ref)
+        assert (np.diag(got[:10, :10]) == 0).all()
+    else:
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-14)
 
 
 def _official():
@@ -357,3 +379,17 @@ def test_match_dtw_fast_path_without_ties():
         fast = tstab._match_dtw_numpy(c, on_tie="none")
         assert fast is not None
         np.testing.assert_array_equal(fast[0], _boost_dijkstra_path(c))
+
+
+def test_numpy_fallback_without_extension(monkeypatch):
+    """Without the compiled module (no C compiler at install) T still runs: same contours,
+    chi-square to 1e-14, and a warning once a tie has to be broken without Boost's order."""
+    a = _ellipse(60, 80, 30, 35, 15, 22)
+    b = _ellipse(60, 80, 31, 36, 14, 23) ^ _ellipse(60, 80, 31, 36, 4, 5)
+    compiled = (tstab.mask_contours(a), tstab.temporal_stability(a, b))
+    monkeypatch.setattr(tstab, "_grid_dijkstra", None)
+    monkeypatch.setattr(tstab, "_warned", False)
+    assert [c.tolist() for c in tstab.mask_contours(a)] == [c.tolist() for c in compiled[0]]
+    assert tstab.temporal_stability(a, b) == pytest.approx(compiled[1], abs=1e-6)
+    with pytest.warns(RuntimeWarning, match="_grid_dijkstra is not built"):
+        tstab.match_dtw(np.zeros((5, 6)))  # all ties

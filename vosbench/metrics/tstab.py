@@ -470,7 +470,23 @@ def douglas_peucker(pts: np.ndarray, tol: float) -> np.ndarray:
 
 
 def _douglas_peucker_many(polys: list[np.ndarray], tol: float) -> list[np.ndarray]:
-    """``douglas_peucker`` of several polylines with one batched key search."""
+    """``douglas_peucker`` of several polylines: compiled (``_grid_dijkstra.simplify``, the
+    same operations in C) or numpy with one batched key search."""
+    if _grid_dijkstra is not None:
+        out = []
+        for p in polys:
+            if len(p) < 3:
+                out.append(p)
+                continue
+            q = np.ascontiguousarray(p, dtype=np.float64)
+            idx = np.frombuffer(_grid_dijkstra.simplify(q, len(q), float(tol)), dtype=np.int64)
+            out.append(p[idx])
+        return out
+    return _douglas_peucker_many_numpy(polys, tol)
+
+
+def _douglas_peucker_many_numpy(polys: list[np.ndarray], tol: float) -> list[np.ndarray]:
+    """``douglas_peucker`` of several polylines with one batched key search (numpy)."""
     tol2 = tol * tol
     out: list[np.ndarray | None] = [None] * len(polys)
     red = []
@@ -644,8 +660,11 @@ def shape_context(points: np.ndarray) -> np.ndarray:
 def chi2_cost(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     """``hist_cost_2``: ``0.5 * sum_k (a_k - b_k)^2 / (a_k + b_k + eps)`` of normalised histograms.
 
-    Histograms are sparse (about a quarter of the bins are non-zero) and a zero ``a_k`` makes
-    the term ``b_k^2 / (b_k + eps)`` (and vice versa). Per bin, either the rows with
+    Compiled (``_grid_dijkstra.chi2``): the same terms summed over k in numpy's pairwise order,
+    so the toolkit's values bit for bit (a last-bit difference could flip an exact tie in the
+    matching path). Without the extension, numpy: histograms are sparse (about a quarter of
+    the bins are non-zero) and a zero ``a_k`` makes the term ``b_k^2 / (b_k + eps)`` (and vice
+    versa). Per bin, either the rows with
     ``a_k > 0`` are computed densely against every column and the other rows get the column
     term, or the same with the roles swapped, whichever is less work; the "other rows/columns"
     parts of all bins are two matrix products. Same terms as the official code; only the order
@@ -660,6 +679,11 @@ def chi2_cost(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     a = h1 / (np.sum(h1, axis=1, keepdims=True) + _EPS)
     b = h2 / (np.sum(h2, axis=1, keepdims=True) + _EPS)
     n1, n2 = len(a), len(b)
+    if _grid_dijkstra is not None:  # compiled: numpy's summation order, the toolkit's bits
+        a = np.ascontiguousarray(a, dtype=np.float64)
+        b = np.ascontiguousarray(b, dtype=np.float64)
+        raw = _grid_dijkstra.chi2(a, n1, b, n2, a.shape[1])
+        return np.frombuffer(raw, dtype=np.float64).reshape(n1, n2).copy()
     nz_a, nz_b = a > 0, b > 0
     rowmode = nz_a.sum(0) * n2 <= nz_b.sum(0) * n1  # dense work |I_k| x n2 vs n1 x |J_k|
     fa = np.where(nz_a, a * a / (a + _EPS), 0.0)
@@ -712,13 +736,15 @@ def match_dtw(cost: np.ndarray) -> tuple[np.ndarray, int, int]:
     """
     c = np.ascontiguousarray(cost, dtype=np.float64)
     n1, n2 = c.shape
-    out = _match_dtw_numpy(c, on_tie="none")
-    if out is not None:  # no tie on the path: Boost's path for sure
-        return out
     if _grid_dijkstra is None:
+        out = _match_dtw_numpy(c, on_tie="none")
+        if out is not None:  # no tie on the path: Boost's path for sure
+            return out
         _warn_no_extension()
         return _match_dtw_numpy(c, on_tie="prefer")
-    raw, min_id = _grid_dijkstra.path(c, n1, n2)
+    # the DP first (fast); the Boost heap replay only when the backtrack meets a tie
+    res = _grid_dijkstra.dp_path(c, n1, n2) or _grid_dijkstra.path(c, n1, n2)
+    raw, min_id = res
     ids = np.frombuffer(raw, dtype=np.int64)
     return np.stack(np.divmod(ids, n2), 1), min_id // n2, min_id % n2
 
