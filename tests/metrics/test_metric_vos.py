@@ -78,7 +78,7 @@ def test_davis2016_matches_official_jf_and_t(tmp_path):
     for r in rep["per_object"]:
         assert _close(r["J-Mean"], off[r["Sequence"]]["J-Mean"])
         assert _close(r["F-Mean"], off[r["Sequence"]]["F-Mean"])
-        tvals = [v for v in OFFICIAL["t_python_steps"][r["Sequence"]] if v is not None]
+        tvals = [v for v in OFFICIAL["t_official"][r["Sequence"]] if v is not None]
         assert _close(r["T-Mean"], float(np.mean(tvals)))
     with open(tmp_path / "global_results-val.csv") as f:
         assert next(csv.reader(f))[-1] == "T-Mean"
