@@ -762,7 +762,8 @@ def _warn_no_extension() -> None:
 
 
 def _match_dtw_numpy(cost: np.ndarray, on_tie: str = "prefer"):
-    """Cheapest monotone path by anti-diagonal dynamic programming (fast path of ``match_dtw``).
+    """Cheapest monotone path by anti-diagonal dynamic programming (numpy version of the
+    compiled ``dp_path``; ``match_dtw``'s fallback).
 
     Path cost = sum of the costs of the nodes entered (the origin's cost is not counted), moves
     (i, j+1), (i+1, j), (i+1, j+1). The DP performs the same additions as Dijkstra, so the
@@ -773,9 +774,7 @@ def _match_dtw_numpy(cost: np.ndarray, on_tie: str = "prefer"):
     heap), ``"prefer"`` takes the diagonal, then (i-1, j), then (i, j-1).
 
     Returns:
-        (pairs int64[L, 2] from the destination back to the origin, min_i, min_j) where
-        (min_i, min_j) is the cheapest node of the path scanning from the destination, the
-        origin excluded, first strict minimum wins (the C++ loop).
+        as ``match_dtw``, or None (``on_tie="none"`` and a tie on the path).
     """
     c = np.ascontiguousarray(cost, dtype=np.float64)
     n1, n2 = c.shape
