@@ -225,7 +225,8 @@ def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, 
     """shape index -> (first faded frame, end frame (exclusive), alpha) for the faded objects.
 
     Only annotated objects fade, never on their first frame (the reference mask stays clear) and
-    only when at least one clear frame precedes the episode.
+    only when at least one clear frame precedes the episode; ``render_video`` in addition skips
+    the frames before the object was first visible (hidden behind another one at its start).
     """
     out: dict[int, tuple[int, int, float]] = {}
     for j, s in enumerate(shapes):
@@ -285,6 +286,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
             shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False))
     order = rng.permutation(len(shapes))  # back-to-front painting order (occlusions)
     fades = _fade_schedule(rng if fade_rng is None else fade_rng, shapes, t_len, fade) if fade > 0 else {}
+    seen: set[int] = set()  # label values visible in an earlier frame
+    faded_at: dict[int, list[int]] = {}  # shape index -> frames actually faded
 
     margin = int(0.1 * max(h, w)) + 2
     bg = _background(rng, h, w, margin)
@@ -301,8 +304,13 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
             s = shapes[j]
             if t >= s.start:
                 f = fades.get(j)
-                alpha = f[2] if f is not None and f[0] <= t < f[1] else 1.0
+                # fade only after the object was visible once (its reference mask stays clear
+                # even when it was hidden behind another object at its start)
+                alpha = f[2] if f is not None and f[0] <= t < f[1] and j + 1 in seen else 1.0
+                if alpha < 1.0:
+                    faded_at.setdefault(j, []).append(t)
                 _draw(s, t, img, lab, j + 1 if s.annotated else 0, alpha)
+        seen.update(int(v) for v in np.unique(lab))
         img = img * gain[t] + rng.normal(0, 3.0, img.shape).astype(np.float32)  # sensor noise
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
         raw[t] = lab
@@ -317,8 +325,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         labels[raw == old] = new
     cats = [shapes[old - 1].category for old in first]
     if info is not None:
-        info["fades"] = [[first[j + 1], t0, t1, round(a, 4)] for j, (t0, t1, a) in sorted(fades.items())
-                         if j + 1 in first]
+        info["fades"] = [[first[j + 1], ts[0], ts[-1] + 1, round(fades[j][2], 4)]
+                         for j, ts in sorted(faded_at.items()) if j + 1 in first]
     return frames, labels, cats
 
 
