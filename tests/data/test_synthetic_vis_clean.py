@@ -53,3 +53,15 @@ def test_clean_option_cache_key_marker_and_default_unchanged(tmp_path):
     assert marker_b["fast_objects"] is False
     ds = YTVIS2019(root=b, split="val")  # the real loader reads the clean split
     assert len(ds) == 2 and all(int(lab) in synthetic.SHAPES for s in ds for f in s.frames for lab in f.labels)
+
+
+def test_vis_clean_dataset_config(tmp_path):
+    """``dataset=synthetic_vis_clean`` reaches the generator through the registered dataset."""
+    from vosbench.config import compose, to_dict
+    from vosbench.data import build_dataset
+    cfg = to_dict(compose(["dataset=synthetic_vis_clean"]).dataset)
+    assert cfg["format"] == "ytvis" and cfg["distractors"] is False and cfg["fast_objects"] is False
+    cfg.update(root=str(tmp_path), num_videos=2, num_frames=3)
+    clean = build_dataset(cfg)
+    default = build_dataset(dict(cfg, distractors=True, fast_objects=True))
+    assert clean.root != default.root and len(clean) == len(default) == 2

@@ -15,7 +15,8 @@ DEFAULT_CACHE = Path(os.environ.get("VOSBENCH_CACHE", Path.home() / ".cache" / "
 @DATASETS.register("synthetic")
 def synthetic(*, root: str | Path | None = None, split: str = "train", format: str = "davis2017",
               num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
-              max_objects: int = 3, seed: int = 0, resize_short: int | None = None, fade: float = 0.0):
+              max_objects: int = 3, seed: int = 0, resize_short: int | None = None, fade: float = 0.0,
+              distractors: bool = True, fast_objects: bool = True):
     """Moving-shapes videos written as a real DAVIS-2017 or YouTube-VIS folder, then loaded.
 
     Args:
@@ -26,6 +27,8 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
         num_videos, num_frames, height, width, max_objects, seed, fade: see
             ``vosbench.data.synthetic.generate`` (``fade`` > 0: objects fade to low contrast for
             a few frames; default 0 leaves the data and its cache folder unchanged).
+        distractors, fast_objects: see ``generate``; both ``False`` gives the VIS-clean
+            variant (every instance annotated, no fast movers; ``synthetic_vis_clean.yaml``).
         resize_short: passed to the loader.
     Returns:
         a ``DAVIS2017`` or ``YTVIS2019`` dataset over the generated folder.
@@ -34,7 +37,8 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
         raise ValueError(f"synthetic: format must be 'davis2017' or 'ytvis', got {format!r}")
     folder = cached_generate(root or DEFAULT_CACHE, fmt=format, split=split, num_videos=num_videos,
                              num_frames=num_frames, height=height, width=width,
-                             max_objects=max_objects, seed=seed, fade=fade)
+                             max_objects=max_objects, seed=seed, fade=fade,
+                             distractors=distractors, fast_objects=fast_objects)
     if format == "davis2017":
         ds = DAVIS2017(root=folder, split=split, resize_short=resize_short)
     else:
