@@ -150,22 +150,30 @@ def _load_official_ytvis(official: str):
     return mods["ytvos"].YTVOS, mods["ytvoseval"].YTVOSeval
 
 
-def child_official_ytvis(official: str, gt_json: str, res_json: str) -> dict:
+YTVIS_KEYS = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
+              "AR_small", "AR_medium", "AR_large"]
+
+
+def run_official_ytvis(official: str, gt_json: str, res_json: str):
+    """youtubevos/cocoapi ``YTVOSeval`` (segm) evaluated, accumulated and summarised (quietly);
+    returns the ``YTVOSeval`` object (``stats`` in ``YTVIS_KEYS`` order, ``eval``, ``params``)."""
     import contextlib
     import io
     YTVOS, YTVOSeval = _load_official_ytvis(official)
-    t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
         gt = YTVOS(gt_json)
-        dt = gt.loadRes(res_json)
-        E = YTVOSeval(gt, dt, "segm")
+        E = YTVOSeval(gt, gt.loadRes(res_json), "segm")
         E.evaluate()
         E.accumulate()
         E.summarize()
-    keys = ["AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100",
-            "AR_small", "AR_medium", "AR_large"]
+    return E
+
+
+def child_official_ytvis(official: str, gt_json: str, res_json: str) -> dict:
+    t0 = time.perf_counter()
+    E = run_official_ytvis(official, gt_json, res_json)
     return {"time": time.perf_counter() - t0, "peak_mb": _peak_mb(),
-            "global": {k: float(v) for k, v in zip(keys, E.stats)}}
+            "global": {k: float(v) for k, v in zip(YTVIS_KEYS, E.stats)}}
 
 
 def child_ours_ytvis(gt_json: str, res_json: str) -> dict:
@@ -188,19 +196,25 @@ def _t_sequences(gt: str, num_seqs: int) -> list[str]:
     return (Path(gt) / "ImageSets" / "2017" / "val.txt").read_text().split()[:num_seqs]
 
 
-def child_ours_t(gt: str, results: str, num_seqs: int) -> dict:
-    """Our T (``temporal_stability_series``, x5) on the union masks of the first sequences;
-    time of the T computation only (masks loaded before the clock starts)."""
+def _time_t(gt: str, results: str, num_seqs: int, series) -> dict:
+    """``series(masks) -> per-pair T (not x5)`` on the union masks of the first sequences:
+    per-pair values (x5, NaN -> None) and the time of the T computation only (masks are loaded
+    before the clock starts)."""
     import numpy as np
-    from vosbench.metrics import tstab
     per_pair, t = {}, 0.0
     for seq in _t_sequences(gt, num_seqs):
         masks = _union_masks(gt, results, seq)
         t0 = time.perf_counter()
-        vals = tstab.temporal_stability_series(masks) * 5.0
+        vals = np.asarray(series(masks), dtype=np.float64) * 5.0
         t += time.perf_counter() - t0
         per_pair[seq] = [None if np.isnan(v) else float(v) for v in vals]
     return {"time": t, "per_pair": per_pair, "peak_mb": _peak_mb()}
+
+
+def child_ours_t(gt: str, results: str, num_seqs: int) -> dict:
+    """Our T (``temporal_stability_series``), see ``_time_t``."""
+    from vosbench.metrics import tstab
+    return _time_t(gt, results, num_seqs, tstab.temporal_stability_series)
 
 
 def load_official_t(official: str, official_tstab: str):
@@ -252,16 +266,9 @@ def load_official_t(official: str, official_tstab: str):
 def child_official_t(official: str, official_tstab: str, gt: str, results: str,
                      num_seqs: int) -> dict:
     """The DAVIS-2016 toolkit's T (``load_official_t``) on the same masks and pairs."""
-    import numpy as np
     _, db_eval_t_stab = load_official_t(official, official_tstab)
-    per_pair, t = {}, 0.0
-    for seq in _t_sequences(gt, num_seqs):
-        masks = _union_masks(gt, results, seq)
-        t0 = time.perf_counter()
-        vals = [db_eval_t_stab(a, b) * 5.0 for a, b in zip(masks[:-1], masks[1:])]
-        t += time.perf_counter() - t0
-        per_pair[seq] = [None if np.isnan(v) else float(v) for v in vals]
-    return {"time": t, "per_pair": per_pair, "peak_mb": _peak_mb()}
+    return _time_t(gt, results, num_seqs,
+                   lambda masks: [db_eval_t_stab(a, b) for a, b in zip(masks[:-1], masks[1:])])
 
 
 CHILDREN = {

@@ -29,7 +29,7 @@
  *     the same path from dynamic programming (same additions as Dijkstra, so the same
  *     distances); None when, backtracking, two predecessors share the smallest distance, i.e.
  *     where only the heap order decides (then call path()).
- *   chi2(a: float64 buffer [n1, K], n1, b: float64 buffer [n2, K], n2, K) -> bytes
+ *   chi2(a: float64 buffer [n1, K], n1, b: float64 buffer [n2, K], n2, K <= 64) -> bytes
  *     float64 [n1, n2] costs 0.5 * sum_k (a_k - b_k)^2 / (a_k + b_k + eps) of normalised
  *     histograms, summed over k in numpy's pairwise order (np.sum over a contiguous axis),
  *     so the toolkit's hist_cost_2 values bit for bit.
@@ -323,11 +323,12 @@ static PyObject *py_chi2(PyObject *self, PyObject *args) {
     Py_buffer ba, bb;
     Py_ssize_t n1, n2, K;
     if (!PyArg_ParseTuple(args, "y*ny*nn", &ba, &n1, &bb, &n2, &K)) return NULL;
-    if (n1 < 0 || n2 < 0 || K < 1 || ba.len != (Py_ssize_t)(sizeof(double) * n1 * K) ||
+    /* K <= 64: the non-zero bins of a histogram fit one 64-bit set (T uses K = 60) */
+    if (n1 < 0 || n2 < 0 || K < 1 || K > 64 || ba.len != (Py_ssize_t)(sizeof(double) * n1 * K) ||
         bb.len != (Py_ssize_t)(sizeof(double) * n2 * K)) {
         PyBuffer_Release(&ba);
         PyBuffer_Release(&bb);
-        PyErr_SetString(PyExc_ValueError, "chi2: need float64 buffers of n1*K and n2*K values");
+        PyErr_SetString(PyExc_ValueError, "chi2: need 1 <= K <= 64 and float64 buffers of n1*K and n2*K values");
         return NULL;
     }
     const double eps = 2.2204e-16; /* the toolkit's constant */
@@ -335,10 +336,12 @@ static PyObject *py_chi2(PyObject *self, PyObject *args) {
     PyObject *res = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(sizeof(double) * n1 * n2));
     double *fa = (double *)malloc(sizeof(double) * (n1 * K + 1));
     double *fb = (double *)malloc(sizeof(double) * (n2 * K + 1));
-    double *t = (double *)malloc(sizeof(double) * K);
-    if (!res || !fa || !fb || !t) {
+    uint64_t *ma = (uint64_t *)malloc(sizeof(uint64_t) * (n1 + 1));
+    uint64_t *mb = (uint64_t *)malloc(sizeof(uint64_t) * (n2 + 1));
+    double t[64];
+    if (!res || !fa || !fb || !ma || !mb) {
         Py_XDECREF(res);
-        free(fa); free(fb); free(t);
+        free(fa); free(fb); free(ma); free(mb);
         PyBuffer_Release(&ba);
         PyBuffer_Release(&bb);
         return PyErr_NoMemory();
@@ -348,69 +351,39 @@ static PyObject *py_chi2(PyObject *self, PyObject *args) {
     /* a term with one side zero, (x - 0)^2 / (x + 0 + eps), depends on one histogram only */
     for (int64_t i = 0; i < n1 * K; ++i) fa[i] = A[i] * A[i] / (A[i] + eps);
     for (int64_t i = 0; i < n2 * K; ++i) fb[i] = B[i] * B[i] / (B[i] + eps);
-    if (K <= 64) {
-        /* bit sets of the non-zero bins: only those give non-zero terms */
-        uint64_t *ma = (uint64_t *)malloc(sizeof(uint64_t) * (n1 + 1));
-        uint64_t *mb = (uint64_t *)malloc(sizeof(uint64_t) * (n2 + 1));
-        if (ma && mb) {
-            for (int64_t i = 0; i < n1; ++i) {
-                ma[i] = 0;
-                for (int64_t k = 0; k < K; ++k) if (A[i * K + k] != 0.0) ma[i] |= (uint64_t)1 << k;
-            }
-            for (int64_t j = 0; j < n2; ++j) {
-                mb[j] = 0;
-                for (int64_t k = 0; k < K; ++k) if (B[j * K + k] != 0.0) mb[j] |= (uint64_t)1 << k;
-            }
-            for (int64_t i = 0; i < n1; ++i) {
-                const double *a = A + i * K, *ta = fa + i * K;
-                for (int64_t j = 0; j < n2; ++j) {
-                    const double *b = B + j * K, *tb = fb + j * K;
-                    for (int64_t k = 0; k < K; ++k) t[k] = 0.0;
-                    uint64_t both = ma[i] & mb[j], oa = ma[i] & ~mb[j], ob = mb[j] & ~ma[i];
-                    while (oa) { int k = __builtin_ctzll(oa); t[k] = ta[k]; oa &= oa - 1; }
-                    while (ob) { int k = __builtin_ctzll(ob); t[k] = tb[k]; ob &= ob - 1; }
-                    while (both) {
-                        int k = __builtin_ctzll(both);
-                        double x = a[k], y = b[k];
-                        if (x != y) {
-                            double d = x - y;
-                            t[k] = d * d / (x + y + eps);
-                        }
-                        both &= both - 1;
-                    }
-                    out[i * n2 + j] = 0.5 * pairwise_sum(t, K);
+    /* bit sets of the non-zero bins: only those give non-zero terms */
+    for (int64_t i = 0; i < n1; ++i) {
+        ma[i] = 0;
+        for (int64_t k = 0; k < K; ++k) if (A[i * K + k] != 0.0) ma[i] |= (uint64_t)1 << k;
+    }
+    for (int64_t j = 0; j < n2; ++j) {
+        mb[j] = 0;
+        for (int64_t k = 0; k < K; ++k) if (B[j * K + k] != 0.0) mb[j] |= (uint64_t)1 << k;
+    }
+    for (int64_t i = 0; i < n1; ++i) {
+        const double *a = A + i * K, *ta = fa + i * K;
+        for (int64_t j = 0; j < n2; ++j) {
+            const double *b = B + j * K, *tb = fb + j * K;
+            for (int64_t k = 0; k < K; ++k) t[k] = 0.0;  /* equal bins give +0 exactly */
+            uint64_t both = ma[i] & mb[j], oa = ma[i] & ~mb[j], ob = mb[j] & ~ma[i];
+            while (oa) { int k = __builtin_ctzll(oa); t[k] = ta[k]; oa &= oa - 1; }
+            while (ob) { int k = __builtin_ctzll(ob); t[k] = tb[k]; ob &= ob - 1; }
+            while (both) {
+                int k = __builtin_ctzll(both);
+                double x = a[k], y = b[k];
+                if (x != y) {
+                    double d = x - y;
+                    t[k] = d * d / (x + y + eps);
                 }
+                both &= both - 1;
             }
-        }
-        free(ma); free(mb);
-        if (!ma || !mb) K = 0; /* signals out of memory below */
-    } else {
-        for (int64_t i = 0; i < n1; ++i) {
-            const double *a = A + i * K, *ta = fa + i * K;
-            for (int64_t j = 0; j < n2; ++j) {
-                const double *b = B + j * K, *tb = fb + j * K;
-                for (int64_t k = 0; k < K; ++k) {
-                    double x = a[k], y = b[k];
-                    if (x == y) t[k] = 0.0;          /* (x - x)^2 / ... = +0 exactly */
-                    else if (y == 0.0) t[k] = ta[k];
-                    else if (x == 0.0) t[k] = tb[k];
-                    else {
-                        double d = x - y;
-                        t[k] = d * d / (x + y + eps);
-                    }
-                }
-                out[i * n2 + j] = 0.5 * pairwise_sum(t, K);
-            }
+            out[i * n2 + j] = 0.5 * pairwise_sum(t, K);
         }
     }
     Py_END_ALLOW_THREADS
-    free(fa); free(fb); free(t);
+    free(fa); free(fb); free(ma); free(mb);
     PyBuffer_Release(&ba);
     PyBuffer_Release(&bb);
-    if (K == 0) {
-        Py_DECREF(res);
-        return PyErr_NoMemory();
-    }
     return res;
 }
 

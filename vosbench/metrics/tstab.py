@@ -43,6 +43,7 @@ programming and handed to the Boost replay only when the backtrack meets a tie.
 from __future__ import annotations
 
 
+import itertools
 import warnings
 
 import numpy as np
@@ -72,10 +73,10 @@ _FLT_EPS = float(np.finfo(np.float32).eps)
 _FLT_MAX = float(np.finfo(np.float32).max)
 
 
-def _corner_bits(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _corner_bits(m: np.ndarray) -> np.ndarray:
     """Boundary edges of a cropped mask on its (H + 1) x (W + 1) corner grid.
 
-    Returns (bits uint8[(H+1)*(W+1)] flat row-major, the padded mask bool[H+2, W+2]). Corner
+    Returns bits uint8[(H+1)*(W+1)], flat row-major. Corner
     (R, C) is the top-left corner of pixel (R, C); its DOWN edge separates pixels (R, C-1) and
     (R, C), its RIGHT edge pixels (R-1, C) and (R, C).
     """
@@ -88,10 +89,10 @@ def _corner_bits(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bits[1:, :] |= V * np.uint8(_UP)
     bits[:, :-1] |= Hz * np.uint8(_RIGHT)
     bits[:, 1:] |= Hz * np.uint8(_LEFT)
-    return bits.ravel(), mp
+    return bits.ravel()
 
 
-def _contour_pieces(bits: np.ndarray, W1: int):
+def _contour_pieces(bits: np.ndarray, W1: int) -> list[tuple[int, int, list[int]]]:
     """polycont ``mask2poly``: boundary pieces between junctions, in exploration order.
 
     Junctions are the corners with four boundary edges (two foreground pixels touching by a
@@ -106,9 +107,8 @@ def _contour_pieces(bits: np.ndarray, W1: int):
         bits: uint8[(H+1)*(W+1)] from ``_corner_bits``; W1 = W + 1.
 
     Returns:
-        (pieces, junction_pos): pieces as (orig junction id, end junction id, list of flat
-        corner ids from the origin junction to the end junction); junction_pos[id - 1] is the
-        junction's flat corner id.
+        pieces as (orig junction id, end junction id, list of flat corner ids from the origin
+        junction to the end junction).
     """
     ids = np.flatnonzero(bits)
     vals = bits[ids]
@@ -142,7 +142,7 @@ def _contour_pieces(bits: np.ndarray, W1: int):
             junction_pos.append(c)
             junction_id[c] = len(junction_pos)
             walk(c, _DOWN)
-    return pieces, junction_pos
+    return pieces
 
 
 def _lines_to_jordan(pieces: list, W1: int) -> list[tuple[int, list[int]]]:
@@ -171,11 +171,12 @@ def _lines_to_jordan(pieces: list, W1: int) -> list[tuple[int, list[int]]]:
         return e if j == o else o
 
     def first_edge(k, j):
-        """Doubled-coordinate midpoint of piece k's edge at junction j (C++
+        """Doubled-coordinate midpoint (X, Y) of piece k's edge at junction j (C++
         ``get_first_next_coord``: the first edge when the piece starts at j)."""
         o, _, pts = pieces[k]
         a, b = (pts[0], pts[1]) if o == j else (pts[-1], pts[-2])
-        return divmod(a, W1), divmod(b, W1)
+        (ra, ca), (rb, cb) = divmod(a, W1), divmod(b, W1)
+        return ra + rb, ca + cb
 
     def take(k, j):
         s = left[j]
@@ -192,11 +193,11 @@ def _lines_to_jordan(pieces: list, W1: int) -> list[tuple[int, list[int]]]:
 
     def close(j, swept, in_swept):
         at = next(i for i, (jj, _) in enumerate(swept) if jj == j)
-        pts = [pieces[swept[at][1]][2][0] if pieces[swept[at][1]][0] == j
-               else pieces[swept[at][1]][2][-1]]
-        for jj, k in swept[at:]:
+        pts: list[int] = []
+        for jj, k in swept[at:]:  # each piece oriented away from the junction it left
             o, _, p = pieces[k]
-            pts.extend(p[1:] if o == jj else p[-2::-1])
+            seg = p if o == jj else p[::-1]
+            pts.extend(seg[1:] if pts else seg)
             in_swept.discard(jj)
         del swept[at:]
         curves.append((j, pts))
@@ -217,9 +218,7 @@ def _lines_to_jordan(pieces: list, W1: int) -> list[tuple[int, list[int]]]:
             if j not in left:
                 raise RuntimeError("polycont lines2jordan: no piece left at a junction")
             cand = sorted(left[j])
-            (a1, b1), (a2, b2) = first_edge(cand[0], j), first_edge(k, j)
-            nf = (a1[0] + b1[0], a1[1] + b1[1])
-            cl = (a2[0] + b2[0], a2[1] + b2[1])
+            nf, cl = first_edge(cand[0], j), first_edge(k, j)
             k = cand[1] if (nf[0] == cl[0] or nf[1] == cl[1]) else cand[0]
             take(k, j)
             swept.append((j, k))
@@ -236,11 +235,8 @@ def _point_in_poly(px: float, py: float, P: np.ndarray) -> bool:
     Segments (i, i+1) and the closing one (0, n-1); a point level with a segment end is moved
     up by FLT_EPSILON; slopes are rounded to float. P: float64[n, 2] (X, Y).
     """
-    a = P
-    b = np.concatenate([P[1:], P[:1]])
-    b[-1] = P[-1]
-    a = a.copy()
-    a[-1] = P[0]
+    a = np.concatenate([P[:-1], P[:1]])  # segments (P[i], P[i+1]), then (P[0], P[n-1])
+    b = np.concatenate([P[1:], P[-1:]])
     swap = a[:, 1] > b[:, 1]
     a2 = np.where(swap[:, None], b, a)
     b2 = np.where(swap[:, None], a, b)
@@ -322,23 +318,21 @@ def _trace_loops(mask: np.ndarray) -> list[tuple[np.ndarray, bool]]:
     oy, ox = int(rows[0]), int(cols[0])
     m = m[oy:rows[-1] + 1, ox:cols[-1] + 1]
     W1 = m.shape[1] + 1
-    bits, _ = _corner_bits(m)
-    pieces, _ = _contour_pieces(bits, W1)
-    curves = _lines_to_jordan(pieces, W1)
-    corners = []
-    mids = []
-    for _, pts in curves:
-        rr, cc = np.divmod(np.asarray(pts, dtype=np.int64), W1)
-        rr += oy
-        cc += ox
-        corners.append(np.stack([rr, cc], 1))
-        # edge midpoints in doubled coordinates (X = 2 row, Y = 2 col): the C++ curve points
-        mids.append(np.stack([rr[:-1] + rr[1:], cc[:-1] + cc[1:]], 1).astype(np.float64))
-    holes = _hole_flags(corners, m, oy, ox)
-    return list(zip(corners, holes))
+    curves = _lines_to_jordan(_contour_pieces(_corner_bits(m), W1), W1)
+    # all curves converted at once (noisy masks have hundreds of tiny ones)
+    sizes = [len(pts) for _, pts in curves]
+    flat = np.fromiter(itertools.chain.from_iterable(pts for _, pts in curves), np.int64,
+                       sum(sizes))
+    rr, cc = np.divmod(flat, W1)
+    allc = np.stack([rr + oy, cc + ox], 1)
+    starts = np.zeros(len(sizes), np.int64)
+    np.cumsum(sizes[:-1], out=starts[1:])
+    holes = _hole_flags(allc, starts, m, oy, ox)
+    return list(zip(np.split(allc, starts[1:]), holes))
 
 
-def _hole_flags(corners: list[np.ndarray], m: np.ndarray, oy: int, ox: int) -> list[bool]:
+def _hole_flags(allc: np.ndarray, starts: np.ndarray, m: np.ndarray, oy: int, ox: int
+                ) -> list[bool]:
     """polycont ``in_out_check`` result, without its O(curves^2) point-in-curve tests.
 
     The curves are closed, edge-disjoint and never cross (they may touch at corners), and the
@@ -353,15 +347,12 @@ def _hole_flags(corners: list[np.ndarray], m: np.ndarray, oy: int, ox: int) -> l
     ``_hole_flags_tree`` and the toolkit's own output.
 
     Args:
-        corners: per curve int64[n + 1, 2] corners (row, col), closed.
+        allc: int64[N, 2] corners (row, col) of all curves end to end, each curve closed.
+        starts: int64[n_curves] index of each curve's first corner in ``allc``.
         m: the cropped mask bool[h, w] whose top-left pixel is (oy, ox).
     """
-    if not corners:
+    if len(starts) == 0:
         return []
-    lens = np.array([len(c) - 1 for c in corners])
-    allc = np.concatenate(corners)
-    starts = np.zeros(len(corners), np.int64)
-    np.cumsum(lens[:-1] + 1, out=starts[1:])
     r, c = allc[:, 0], allc[:, 1]
     cross = r[:-1] * c[1:] - r[1:] * c[:-1]  # shoelace terms, across curve joins too
     area2 = np.add.reduceat(cross, starts)
@@ -561,12 +552,15 @@ def best_mask_contour(mask) -> np.ndarray | None:
     if not loops:
         return None
     raw = np.array([len(p) for p, _ in loops])
-    first = _simplify_loops([loops[int(np.argmax(raw))]])[0]
-    floor = len(first) if first is not None else 0
-    cand = np.flatnonzero(raw >= floor)
+    top = int(np.argmax(raw))
+    simplified = {top: _simplify_loops([loops[top]])[0]}
+    floor = len(simplified[top]) if simplified[top] is not None else 0
+    rest = [int(i) for i in np.flatnonzero(raw >= floor) if i != top]
+    simplified.update(zip(rest, _simplify_loops([loops[i] for i in rest])))
     best = None
-    for i, c in zip(cand, _simplify_loops([loops[i] for i in cand])):
-        if c is not None and (best is None or len(best) <= len(c)):  # ties: the later one
+    for i in sorted(simplified):  # curve order: ties go to the later curve
+        c = simplified[i]
+        if c is not None and (best is None or len(best) <= len(c)):
             best = c
     return best
 
@@ -679,7 +673,7 @@ def chi2_cost(h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
     a = h1 / (np.sum(h1, axis=1, keepdims=True) + _EPS)
     b = h2 / (np.sum(h2, axis=1, keepdims=True) + _EPS)
     n1, n2 = len(a), len(b)
-    if _grid_dijkstra is not None:  # compiled: numpy's summation order, the toolkit's bits
+    if _grid_dijkstra is not None and a.shape[1] <= 64:  # compiled: the toolkit's bits
         a = np.ascontiguousarray(a, dtype=np.float64)
         b = np.ascontiguousarray(b, dtype=np.float64)
         raw = _grid_dijkstra.chi2(a, n1, b, n2, a.shape[1])
