@@ -8,12 +8,16 @@ synthetic train split for a wall-clock budget, with the paper's two offline stag
 1. image-level pre-training (``stage=image``, §4.1.1) for ``--image-frac`` of the budget: single
    annotated frames, hidden states fixed at zero, one generic foreground class, class-agnostic
    boxes and masks, backbone trained;
-2. video fine-tuning (``stage=video``, §4.1.2) for the rest: a fresh last id layer predicting the
-   training ids, backbone frozen, clips of ``--frames`` (8) with the gradient stopped every 4
-   frames, reversed clips, GT boxes widened by 10 %.
+2. video fine-tuning (``stage=video``, §4.1.2) for the rest (all of the budget with
+   ``--init-image <out>/stage1_image.pth`` of an earlier run, so that a model and its ablation
+   share stage 1): a fresh last id layer predicting the training ids, backbone frozen, clips of
+   ``--frames`` (8) with the gradient stopped every 4 frames, reversed clips, GT boxes widened
+   by 10 %.
 
 AdamW with a linear warm-up and a cosine decay per stage. Writes ``<out>/model_final.pth`` (a
 vosbench checkpoint holding the model weights) and ``<out>/train_log.json``.
+
+``--dataset synthetic_fade_hard`` (objects all but vanish for 2-4 frames) is the session-3 probe.
 
 ``eval``: runs ``first_frame_copy``, ``flow_propagation`` and each ``--run name=ckpt[:k=v,...]``
 (``k=v`` are method-config overrides, e.g. ``zero_hidden_state=true``) on the held-out synthetic
@@ -166,8 +170,12 @@ def train(args) -> None:
     torch.manual_seed(args.seed)
     cfg = method_config(args.config, args.set)
     num_ids = cfg["num_ids"]
+    if args.init and args.init_image:
+        raise SystemExit("lip_synthetic: give --init or --init-image, not both")
     if args.init:  # continue video fine-tuning of a trained (stage-2) checkpoint: no stage 1
         cfg.update(stage="video", weights=args.init, pretrained=None)
+    elif args.init_image:  # a stage-1 checkpoint: stage 2 from there (shared by an ablation pair)
+        cfg.update(stage="image", num_ids=1, weights=args.init_image, pretrained=None)
     else:
         cfg.update(stage="image", num_ids=1, weights=None, pretrained=None)
     model = build(cfg, METHODS)
@@ -182,6 +190,9 @@ def train(args) -> None:
     # image with zero hidden state).
     if args.init:
         it1 = 0
+    elif args.init_image:
+        it1 = 0
+        model.replace_id_layer(num_ids)
     else:
         it1 = _run_stage(model, _loader(data, frames=2, batch=args.image_batch, seed=args.seed), name="image",
                          seconds=args.image_frac * budget, lr=args.lr, warmup=50, grad_clip=args.grad_clip,
@@ -211,7 +222,8 @@ def evaluate(args) -> None:
     from vosbench.data.synthetic import FADES_FILE
 
     torch.set_num_threads(args.threads)
-    data_cfg = dataset_config("val", args.dataset, **dict(VAL_DATA, num_videos=args.val_videos))
+    data_cfg = dataset_config("val", args.dataset, **dict(VAL_DATA, num_videos=args.val_videos,
+                                                          num_frames=args.val_frames))
     data = build_dataset(data_cfg)
     fades = None
     if data_cfg.get("fade", 0):
@@ -267,6 +279,9 @@ def main() -> None:
     t.add_argument("--init", default=None,
                    help="a model_final.pth of this script: skip stage 1 and continue stage 2 (the id "
                         "table and id layer are kept) for the whole budget")
+    t.add_argument("--init-image", default=None,
+                   help="a stage1_image.pth of this script: skip stage 1, start stage 2 from it (fresh "
+                        "id layer) for the whole budget; lets an ablation pair share one stage 1")
     e = sub.add_parser("eval")
     e.add_argument("--config", default="lip_tiny")
     e.add_argument("--dataset", default="synthetic", help="configs/dataset/<name>.yaml (synthetic variant)")
@@ -274,6 +289,8 @@ def main() -> None:
     e.add_argument("--no-baselines", action="store_true")
     e.add_argument("--val-videos", type=int, default=VAL_DATA["num_videos"],
                    help="held-out videos (the first 8 are the default set: one seed stream)")
+    e.add_argument("--val-frames", type=int, default=VAL_DATA["num_frames"],
+                   help="frames per held-out video (another length renders other videos)")
     e.add_argument("--threads", type=int, default=1)
     e.add_argument("--seed", type=int, default=0)
     args = p.parse_args()

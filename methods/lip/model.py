@@ -147,6 +147,10 @@ class LIP(VideoMethod):
         finetune_iters, finetune_lr, finetune_thresholds, finetune_hflip, focal_gamma: online
             fine-tuning on each reference frame (at most ``finetune_iters`` SGD steps; a head whose
             loss is below its threshold is ignored, all ignored -> stop).
+        finetune_memory_view: also fine-tune on the reference frame seen a second time through
+            the memory it has just written (``h = GRU(x, GRU(x, h_in))``, a one-frame static
+            video), so the heads are not adapted to zero-memory features only (off in the paper
+            recipe; a deviation, see methods/lip/README.md). Ignored with ``zero_hidden_state``.
         topk_per_id, id_score_thresh: candidates kept per id (10 with score > 0.2).
         continuity_iou, continuity_score: location-continuity constraint (0.3, 0.4).
         online_id_iters, online_id_score, online_id_lr, online_id_loss_thresh: light fine-tuning
@@ -191,6 +195,7 @@ class LIP(VideoMethod):
         finetune_lr: float = 0.002,
         finetune_thresholds: dict[str, float] | None = None,
         finetune_hflip: bool = True,
+        finetune_memory_view: bool = False,
         focal_gamma: float = 2.0,
         topk_per_id: int = 10,
         id_score_thresh: float = 0.2,
@@ -225,6 +230,7 @@ class LIP(VideoMethod):
                                         if finetune_thresholds is None else finetune_thresholds)
         HeadEarlyStopping(self.finetune_thresholds)  # validate the head names now
         self.finetune_hflip = finetune_hflip
+        self.finetune_memory_view = finetune_memory_view
         self.topk_per_id = topk_per_id
         self.id_score_thresh = id_score_thresh
         self.continuity_iou = continuity_iou
@@ -539,18 +545,30 @@ class LIP(VideoMethod):
             image_list, _, feats, new_hidden = self.detector.extract_features([image], None, hidden)
         return image_list, feats, new_hidden
 
-    def _views(self, image: Tensor, hidden_in, image_list, feats, masks: Tensor, classes: Tensor) -> list:
-        """Training views of a reference frame: the frame (+ its mirror image), resized targets."""
+    def _views(self, image: Tensor, hidden_in, image_list, feats, masks: Tensor, classes: Tensor,
+               hidden_out=None) -> list:
+        """Training views of a reference frame: the frame (+ its mirror image), resized targets.
+
+        ``hidden_out`` (the state this frame wrote) adds, with ``finetune_memory_view``, the same
+        views computed once more through that memory.
+        """
         target = targets_from_masks(masks, classes, box_widen=self.box_widen)
         _, tr = self.detector.transform([image], [target])
         views = [(image_list, feats, tr[0])]
+        memory = self.finetune_memory_view and not self.zero_hidden_state and hidden_out is not None
+        if memory:
+            il_m, feats_m, _ = self._features(image, hidden_out)
+            views.append((il_m, feats_m, tr[0]))
         if self.finetune_hflip:
             # Mirror the input and its memory: exact at a video's first frame (zero state).
             flip_hidden = None if hidden_in is None else tuple(h.flip(-1) for h in hidden_in)
-            il_f, feats_f, _ = self._features(image.flip(-1), flip_hidden)
+            il_f, feats_f, flip_out = self._features(image.flip(-1), flip_hidden)
             target_f = targets_from_masks(masks.flip(-1), classes, box_widen=self.box_widen)
             _, tr_f = self.detector.transform([image.flip(-1)], [target_f])
             views.append((il_f, feats_f, tr_f[0]))
+            if memory:
+                il_fm, feats_fm, _ = self._features(image.flip(-1), flip_out)
+                views.append((il_fm, feats_fm, tr_f[0]))
         return views
 
     def _step(self, sample: VideoSample, st: LIPVideoState, t: int, ids: list[int]) -> FramePrediction:
@@ -593,7 +611,7 @@ class LIP(VideoMethod):
             masks = torch.stack([index == o for o in objs]) if objs else torch.zeros((0, h, w), dtype=torch.bool)
             classes = torch.tensor([cls_of[o] for o in objs], dtype=torch.int64)
             with torch.enable_grad():
-                views = self._views(image, hidden_in, image_list, feats, masks, classes)
+                views = self._views(image, hidden_in, image_list, feats, masks, classes, hidden_out=st.hidden)
                 rec = self._finetune(st, views)
             st.log.append({"frame": t, "event": "finetune", **rec})
             for o, m in ref_masks.items():  # the reference box seeds the continuity constraint

@@ -68,3 +68,43 @@ def test_fade_validation_and_config(tmp_path):
     ds = build_dataset(cfg)
     assert ds.root.name.endswith(f"_fade{cfg['fade']:g}") and len(ds) == 2
     assert (ds.root / FADES_FILE.format(split="train")).is_file()
+
+
+def test_fade_alpha_changes_only_the_alpha(tmp_path):
+    """Another alpha range: the same episodes and labels, only the faded pixels differ; near 0 the
+    object all but vanishes (``synthetic_fade_hard``)."""
+    base = generate(tmp_path / "base", split="val", fade=1.0, **SIZE)
+    hard = generate(tmp_path / "hard", split="val", fade=1.0, fade_alpha=[0.0, 0.05], **SIZE)
+    plain = generate(tmp_path / "plain", split="val", **SIZE)
+    ep_base = json.loads((base / FADES_FILE.format(split="val")).read_text())
+    ep_hard = json.loads((hard / FADES_FILE.format(split="val")).read_text())
+    assert ep_base.keys() == ep_hard.keys()
+    n = 0
+    for seq in ep_base:
+        assert [e[:3] for e in ep_base[seq]] == [e[:3] for e in ep_hard[seq]]  # same episodes
+        assert all(0.0 <= e[3] <= 0.05 for e in ep_hard[seq])
+        for o, t0, t1, _ in ep_hard[seq]:
+            for t in range(t0, t1):
+                lab = _read(hard, "Annotations", seq, t)
+                assert np.array_equal(lab, _read(base, "Annotations", seq, t))
+                m = lab == o
+                # faded harder: the object's pixels moved further from the unfaded rendering
+                d_base = np.abs(_read(plain, "JPEGImages", seq, t) - _read(base, "JPEGImages", seq, t)).max(-1)
+                d_hard = np.abs(_read(plain, "JPEGImages", seq, t) - _read(hard, "JPEGImages", seq, t)).max(-1)
+                assert d_hard[m].mean() > d_base[m].mean()
+                n += 1
+    assert n >= 3
+    key = cache_key(fmt="davis2017", split="val", fade=1.0, fade_alpha=(0.0, 0.05), **SIZE)
+    assert key.endswith("_fade1_alpha0-0.05")
+    assert cache_key(fmt="davis2017", split="val", fade=1.0, **SIZE).endswith("_fade1")
+    for bad in ([0.2, 0.1], [0.0, 1.0], [0.1], "x"):
+        with pytest.raises(ValueError, match="fade_alpha"):
+            generate(tmp_path / "bad", fade=1.0, fade_alpha=bad, **SIZE)
+
+
+def test_fade_hard_config(tmp_path):
+    cfg = to_dict(compose(["dataset=synthetic_fade_hard"]).dataset)
+    assert cfg["fade"] == 1.0 and list(cfg["fade_alpha"]) == [0.0, 0.1] and cfg["fast_objects"] is False
+    cfg.update(root=str(tmp_path / "cache"), split="train", num_videos=2, num_frames=5, height=48, width=64)
+    ds = build_dataset(cfg)
+    assert ds.root.name.endswith("_fade1_nofast_alpha0-0.1") and len(ds) == 2

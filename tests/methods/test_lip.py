@@ -302,6 +302,28 @@ def test_online_finetuning_early_stops_and_learns():
     assert rec["iters"] == 15 and set(rec["active_heads"]) == {"rpn", "id", "box", "mask"}
 
 
+def test_finetune_memory_view_adds_views_through_the_memory():
+    """The deviation option fine-tunes also on the reference frame seen through the memory it just
+    wrote; these features differ from the zero-state ones. The ablation has no memory: no views."""
+    image = torch.rand(3, H, W)
+    masks, classes = _box_mask(5, 25, 5, 30)[None], torch.tensor([1])
+    for zero, expect in ((False, 4), (True, 2)):
+        model = _lip(finetune_memory_view=True, zero_hidden_state=zero).eval()
+        il, feats, h_out = model._features(image, None)
+        views = model._views(image, None, il, feats, masks, classes, hidden_out=h_out)
+        assert len(views) == expect
+        if not zero:
+            assert views[1][2] is views[0][2]  # same targets, other features
+            assert any(not torch.allclose(views[0][1][k], views[1][1][k]) for k in feats)
+            # the mirrored memory view goes through the mirrored video's own state
+            _, _, flip_out = model._features(image.flip(-1), None)
+            _, feats_fm, _ = model._features(image.flip(-1), flip_out)
+            assert all(torch.equal(views[3][1][k], feats_fm[k]) for k in feats)
+    model = _lip().eval()  # off by default
+    il, feats, h_out = model._features(image, None)
+    assert h_out is not None and len(model._views(image, None, il, feats, masks, classes, hidden_out=h_out)) == 2
+
+
 def test_checkpoint_roundtrip_and_id_layer_replacement(tmp_path):
     model = _lip(stage="image", num_ids=1)
     path = tmp_path / "stage1.pth"

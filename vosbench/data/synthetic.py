@@ -20,6 +20,8 @@ Every video shows textured shapes moving over a textured, panning background:
   ground truth still marks it. A single faded frame is ambiguous, the frames before it are not:
   this is the case a temporal memory is for (LIP §3.2, Table 3). The fade schedule uses its own
   random stream, so a faded dataset shows exactly the same videos as the unfaded one.
+  Option ``fade_alpha`` sets the range of the faded object's alpha (default 0.15-0.3); near 0
+  the object all but vanishes for those frames (``synthetic_fade_hard.yaml``: 0-0.1).
 * instance-segmentation variant (options ``distractors=False, fast_objects=False``, off by
   default): no unannotated shapes (in a VIS dataset an unannotated instance of an annotated
   category is label noise, not a hard case) and no fast movers (MaskProp's synthetic benchmark).
@@ -220,8 +222,8 @@ FADE_FRAMES = (2, 4)
 FADE_ALPHA = (0.15, 0.3)
 
 
-def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, fade: float
-                   ) -> dict[int, tuple[int, int, float]]:
+def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, fade: float,
+                   alpha_range: tuple[float, float] = FADE_ALPHA) -> dict[int, tuple[int, int, float]]:
     """shape index -> (first faded frame, end frame (exclusive), alpha) for the faded objects.
 
     Only annotated objects fade, never on their first frame (the reference mask stays clear) and
@@ -231,7 +233,7 @@ def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, 
     out: dict[int, tuple[int, int, float]] = {}
     for j, s in enumerate(shapes):
         u, length, pos, alpha = frng.uniform(), frng.integers(FADE_FRAMES[0], FADE_FRAMES[1] + 1), \
-            frng.uniform(), frng.uniform(*FADE_ALPHA)  # always 4 draws: schedules stay aligned
+            frng.uniform(), frng.uniform(*alpha_range)  # always 4 draws: schedules stay aligned
         if not s.annotated or u >= fade:
             continue
         first, last = s.start + 1, t_len - 1  # episode inside [start + 1, T - 1)
@@ -245,8 +247,8 @@ def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, 
 
 def render_video(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
                  max_objects: int, fade: float = 0.0, fade_rng: np.random.Generator | None = None,
-                 info: dict | None = None, distractors: bool = True, fast_objects: bool = True
-                 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                 info: dict | None = None, distractors: bool = True, fast_objects: bool = True,
+                 fade_alpha: tuple[float, float] = FADE_ALPHA) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Render one video.
 
     Args:
@@ -254,6 +256,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         num_frames, height, width, max_objects: sizes (see ``generate``).
         fade: probability that an annotated object has one fade episode (0 = off: the output is
             bit-identical to a generator without the option).
+        fade_alpha: (low, high) range of a faded object's alpha (same episodes for any range:
+            the schedule draws the same numbers).
         fade_rng: random stream of the fade schedule (default: ``rng``, which changes the videos;
             ``generate`` passes a separate stream so faded and unfaded datasets match).
         distractors: add 0-2 unannotated shapes (look-alikes of annotated objects or random
@@ -285,7 +289,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         else:
             shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False))
     order = rng.permutation(len(shapes))  # back-to-front painting order (occlusions)
-    fades = _fade_schedule(rng if fade_rng is None else fade_rng, shapes, t_len, fade) if fade > 0 else {}
+    fades = (_fade_schedule(rng if fade_rng is None else fade_rng, shapes, t_len, fade, tuple(fade_alpha))
+             if fade > 0 else {})
     seen: set[int] = set()  # label values visible in an earlier frame
     faded_at: dict[int, list[int]] = {}  # shape index -> frames actually faded
 
@@ -353,7 +358,7 @@ FADES_FILE = "fades_{split}.json"
 def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str = "train",
              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
              max_objects: int = 3, seed: int = 0, fade: float = 0.0, distractors: bool = True,
-             fast_objects: bool = True) -> Path:
+             fast_objects: bool = True, fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA) -> Path:
     """Write a synthetic dataset split as a real-format folder.
 
     ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
@@ -375,6 +380,9 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
             without this option; > 0 shows the same videos with fade episodes and also writes
             ``fades_<split>.json`` (video -> ``[[object id, first frame, end frame, alpha]]``,
             end exclusive) for per-frame analysis.
+        fade_alpha: ``(low, high)`` alpha range of a faded object, ``0 <= low <= high < 1``
+            (default ``FADE_ALPHA``; another range changes only the faded pixels and adds
+            ``_alpha<low>-<high>`` to the cache key).
         distractors, fast_objects: ``False`` drops the unannotated shapes / the fast movers
             (see ``render_video``). Both default to ``True`` (the data and its cache folder are
             then unchanged). ``distractors=False, fast_objects=False`` is the instance
@@ -392,11 +400,14 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         raise ValueError("synthetic: max_objects must be <= 254 (8-bit palette ids)")
     if not 0.0 <= fade <= 1.0:
         raise ValueError(f"synthetic: fade is a probability in [0, 1], got {fade}")
+    fade_alpha = _check_fade_alpha(fade_alpha)
     out = Path(out_dir)
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames, height=height,
                   width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
     if fade > 0:  # only then: unfaded markers (and caches) stay exactly as before the option
         params["fade"] = float(fade)
+        if fade_alpha != FADE_ALPHA:
+            params["fade_alpha"] = list(fade_alpha)
     if not distractors:
         params["distractors"] = False
     if not fast_objects:
@@ -416,7 +427,7 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         info: dict = {}
         res = render_video(rng, num_frames=num_frames, height=height, width=width,
                            max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info,
-                           distractors=distractors, fast_objects=fast_objects)
+                           distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
         fade_log[names[i]] = info.get("fades", [])
         return res
 
@@ -470,20 +481,33 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     return out
 
 
+def _check_fade_alpha(fade_alpha) -> tuple[float, float]:
+    try:
+        lo, hi = (float(a) for a in fade_alpha)
+    except (TypeError, ValueError):
+        raise ValueError(f"synthetic: fade_alpha must be a pair [low, high], got {fade_alpha!r}") from None
+    if not 0.0 <= lo <= hi < 1.0:
+        raise ValueError(f"synthetic: fade_alpha needs 0 <= low <= high < 1, got {fade_alpha!r}")
+    return lo, hi
+
+
 def cache_key(**params) -> str:
     """Folder name that identifies a synthetic split by every generator argument (``fade`` only
     when > 0, so keys of unfaded data are unchanged)."""
     p = dict(params, version=GENERATOR_VERSION)
+    alpha = _check_fade_alpha(p.get("fade_alpha", FADE_ALPHA))
     key = (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
     return (key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
             + ("_nodistr" if not p.get("distractors", True) else "")
-            + ("_nofast" if not p.get("fast_objects", True) else ""))
+            + ("_nofast" if not p.get("fast_objects", True) else "")
+            + ("_alpha{:g}-{:g}".format(*alpha) if p.get("fade", 0) and alpha != FADE_ALPHA else ""))
 
 
 def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
                     num_frames: int, height: int, width: int, max_objects: int, seed: int,
-                    fade: float = 0.0, distractors: bool = True, fast_objects: bool = True) -> Path:
+                    fade: float = 0.0, distractors: bool = True, fast_objects: bool = True,
+                    fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA) -> Path:
     """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
 
     The folder is written under a temporary name and renamed into place, so concurrent
@@ -491,7 +515,7 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
     """
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
                   height=height, width=width, max_objects=max_objects, seed=seed, fade=fade,
-                  distractors=distractors, fast_objects=fast_objects)
+                  distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
     cache = Path(cache_dir).expanduser()
     final = cache / cache_key(**params)
     if (final / _MARKER.format(fmt=fmt, split=split)).is_file():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vosbench.data.datasets.davis import DAVIS2017
 from vosbench.data.datasets.ytvis import YTVIS2019
-from vosbench.data.synthetic import cached_generate
+from vosbench.data.synthetic import FADE_ALPHA, cached_generate
 from vosbench.registry import DATASETS
 
 DEFAULT_CACHE = Path(os.environ.get("VOSBENCH_CACHE", Path.home() / ".cache" / "vosbench")) / "synthetic"
@@ -16,7 +16,8 @@ DEFAULT_CACHE = Path(os.environ.get("VOSBENCH_CACHE", Path.home() / ".cache" / "
 def synthetic(*, root: str | Path | None = None, split: str = "train", format: str = "davis2017",
               num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
               max_objects: int = 3, seed: int = 0, resize_short: int | None = None, fade: float = 0.0,
-              distractors: bool = True, fast_objects: bool = True):
+              distractors: bool = True, fast_objects: bool = True,
+              fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA):
     """Moving-shapes videos written as a real DAVIS-2017 or YouTube-VIS folder, then loaded.
 
     Args:
@@ -29,6 +30,8 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
             a few frames; default 0 leaves the data and its cache folder unchanged).
         distractors, fast_objects: see ``generate``; both ``False`` gives the VIS-clean
             variant (every instance annotated, no fast movers; ``synthetic_vis_clean.yaml``).
+        fade_alpha: alpha range of a faded object (``synthetic_fade_hard.yaml``: near 0, the
+            object all but vanishes).
         resize_short: passed to the loader.
     Returns:
         a ``DAVIS2017`` or ``YTVIS2019`` dataset over the generated folder.
@@ -38,7 +41,7 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
     folder = cached_generate(root or DEFAULT_CACHE, fmt=format, split=split, num_videos=num_videos,
                              num_frames=num_frames, height=height, width=width,
                              max_objects=max_objects, seed=seed, fade=fade,
-                             distractors=distractors, fast_objects=fast_objects)
+                             distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
     if format == "davis2017":
         ds = DAVIS2017(root=folder, split=split, resize_short=resize_short)
     else:
