@@ -188,16 +188,13 @@ def train(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     # Stage 1: images (pairs of frames per clip only to amortise decoding; each frame is its own
     # image with zero hidden state).
-    if args.init:
-        it1 = 0
-    elif args.init_image:
-        it1 = 0
-        model.replace_id_layer(num_ids)
-    else:
+    it1 = 0
+    if not (args.init or args.init_image):
         it1 = _run_stage(model, _loader(data, frames=2, batch=args.image_batch, seed=args.seed), name="image",
                          seconds=args.image_frac * budget, lr=args.lr, warmup=50, grad_clip=args.grad_clip,
                          log=log, t_start=t_start)
         save_checkpoint(out / "stage1_image.pth", model, iteration=it1, config=cfg)
+    if not args.init:
         # Stage 2: a fresh last id layer over the training ids, backbone frozen, recurrent clips.
         model.replace_id_layer(num_ids)
     model.set_stage("video")

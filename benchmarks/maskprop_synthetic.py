@@ -56,97 +56,20 @@ KEYS = ("mAP", "AP50", "AP75", "AR1", "AR10")
 
 
 def dataset(args: argparse.Namespace, split: str):
-    """The registered ``synthetic`` dataset in YouTube-VIS format (written, then read back).
+    """The registered ``synthetic`` dataset in YouTube-VIS format (written, then read back);
+    ``--vis-clean``: its instance-segmentation variant (``distractors=False, fast_objects=False``)."""
+    from vosbench.data import build_dataset
 
-    Falls back to rendering the same generator in memory (``render_video`` with the split's
-    seed stream) when the data package has no dataset loaders yet.
-    """
     kw = dict(num_videos=args.train_videos if split == "train" else args.val_videos,
               num_frames=args.frames if split == "train" else args.val_frames,
               height=args.height, width=args.width, max_objects=args.max_objects, seed=args.seed)
-    if args.vis_clean:  # generator option (not a field of the registered dataset): same loader
-        from vosbench.data.datasets.ytvis import YTVIS2019
-        from vosbench.data.synthetic import cached_generate
-
-        folder = cached_generate(args.data_root, fmt="ytvis", split=split, distractors=False,
-                                 fast_objects=False, **kw)
-        ds = YTVIS2019(root=folder, split=split)
+    if args.vis_clean:
+        kw.update(distractors=False, fast_objects=False)
+    ds = build_dataset({"name": "synthetic", "root": str(args.data_root), "split": split,
+                        "format": "ytvis", **kw})
+    if args.vis_clean:
         ds.dataset_name = "synthetic-ytvis-clean"
-        return ds
-    try:
-        from vosbench.data import build_dataset
-    except ImportError:
-        print(f"[{split}] vosbench.data.build_dataset missing: rendering in memory", flush=True)
-        return _in_memory(split, **kw)
-    return build_dataset({"name": "synthetic", "root": str(args.data_root), "split": split,
-                          "format": "ytvis", **kw})
-
-
-def _in_memory(split: str, *, num_videos, num_frames, height, width, max_objects, seed):
-    from vosbench.data.synthetic import SHAPES, _split_seed, render_video
-    from vosbench.structures import Frame, VideoSample
-
-    rng = np.random.default_rng(_split_seed(seed, split))
-    out = []
-    for v in range(num_videos):
-        frames, labels, cats = render_video(rng, num_frames=num_frames, height=height, width=width,
-                                            max_objects=max_objects)
-        ids = torch.arange(1, len(cats) + 1)
-        fr = [Frame(image=torch.from_numpy(frames[t]).permute(2, 0, 1).float() / 255, index=t,
-                    name=f"{t:05d}", masks=torch.from_numpy(labels[t])[None] == ids.view(-1, 1, 1),
-                    obj_ids=ids, labels=torch.tensor(cats, dtype=torch.int64))
-              for t in range(num_frames)]
-        out.append(VideoSample(str(v + 1), fr, task="vis", orig_size=(height, width),
-                               categories=dict(SHAPES), meta={"ytvis_id": v + 1}))
-    return out
-
-
-class _PairClips(torch.utils.data.Dataset):
-    """Stand-in for ``vosbench.data.ClipDataset(num_frames=2, max_stride=gap)`` (random pair,
-    random order, horizontal flip) used only when the data package lacks it."""
-
-    def __init__(self, videos, *, max_gap: int, samples_per_epoch: int, seed: int) -> None:
-        self.videos, self.max_gap, self.n, self.seed = videos, max_gap, samples_per_epoch, seed
-
-    def __len__(self) -> int:
-        return self.n
-
-    def __getitem__(self, i):
-        from vosbench.structures import Frame, VideoSample
-
-        rng = random.Random(self.seed * 1000003 + i + 7919 * random.randrange(1 << 30))
-        s = self.videos[rng.randrange(len(self.videos))]
-        T = len(s.frames)
-        t0 = rng.randrange(T)
-        t1 = min(T - 1, max(0, t0 + rng.choice([-1, 1]) * rng.randint(1, self.max_gap)))
-        flip = rng.random() < 0.5
-        frames = []
-        for k, t in enumerate((t0, t1)):
-            f = s.frames[t]
-            img, m = (f.image.flip(-1), f.masks.flip(-1)) if flip else (f.image, f.masks)
-            frames.append(Frame(image=img, index=k, masks=m, obj_ids=f.obj_ids, labels=f.labels))
-        return VideoSample(s.video_id, frames, task="vis", orig_size=s.orig_size)
-
-
-def _collate_pairs(samples):
-    from vosbench.structures import VideoBatch
-
-    B, T = len(samples), 2
-    H, W = samples[0].frames[0].image.shape[-2:]
-    omax = max(1, max(len(s.frames[0].obj_ids) for s in samples))
-    masks = torch.zeros(B, T, omax, H, W, dtype=torch.bool)
-    ids = torch.full((B, omax), -1, dtype=torch.int64)
-    labels = torch.full((B, omax), -1, dtype=torch.int64)
-    for b, s in enumerate(samples):
-        n = len(s.frames[0].obj_ids)
-        ids[b, :n], labels[b, :n] = s.frames[0].obj_ids, s.frames[0].labels
-        for t, f in enumerate(s.frames):
-            masks[b, t, :n] = f.masks
-    return VideoBatch(images=torch.stack([torch.stack([f.image for f in s.frames]) for s in samples]),
-                      masks=masks, obj_ids=ids, labels=labels, obj_valid=ids >= 0,
-                      annotated=torch.ones(B, T, dtype=torch.bool),
-                      pad=torch.zeros(B, T, H, W, dtype=torch.bool), void=torch.zeros(B, T, H, W, dtype=torch.bool),
-                      frame_idx=torch.zeros(B, T, dtype=torch.int64), samples=samples)
+    return ds
 
 
 def method_cfg(name: str, **over) -> dict:
@@ -172,15 +95,10 @@ def train(args: argparse.Namespace) -> Path:
         init_meta = torch.load(args.init, map_location="cpu", weights_only=True).get("meta")
         print(f"initialised from {args.init}: {init_meta}", flush=True)
     model.train()
-    try:
-        from vosbench.data import ClipDataset, collate_clips
+    from vosbench.data import ClipDataset, collate_clips
 
-        clips = ClipDataset(ds, num_frames=2, max_stride=args.max_gap, samples_per_epoch=len(ds) * 4,
-                            hflip=True, seed=args.seed)
-    except ImportError:
-        print("vosbench.data.ClipDataset missing: using the in-script pair sampler", flush=True)
-        clips = _PairClips(ds, max_gap=args.max_gap, samples_per_epoch=len(ds) * 4, seed=args.seed)
-        collate_clips = _collate_pairs
+    clips = ClipDataset(ds, num_frames=2, max_stride=args.max_gap, samples_per_epoch=len(ds) * 4,
+                        hflip=True, seed=args.seed)
     loader = DataLoader(clips, batch_size=args.batch, shuffle=True, collate_fn=collate_clips,
                         num_workers=0, drop_last=True)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)

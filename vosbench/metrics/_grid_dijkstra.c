@@ -163,15 +163,29 @@ static int grid_dijkstra(const double *cost, int64_t n1, int64_t n2, int64_t *pr
     return 0;
 }
 
+/* Arguments (cost buffer, n1, n2) of path() and dp_path(); 0 on success, -1 with an exception. */
+static int parse_grid(PyObject *args, const char *name, Py_buffer *buf, Py_ssize_t *n1, Py_ssize_t *n2) {
+    if (!PyArg_ParseTuple(args, "y*nn", buf, n1, n2)) return -1;
+    if (*n1 < 1 || *n2 < 1 || buf->len != (Py_ssize_t)(sizeof(double) * *n1 * *n2)) {
+        PyBuffer_Release(buf);
+        PyErr_Format(PyExc_ValueError, "%s: need n1, n2 >= 1 and a float64 buffer of n1*n2 values", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* (bytes of the L path ids, min_id); frees path. */
+static PyObject *path_result(int64_t *path, int64_t L, int64_t min_id) {
+    PyObject *out = PyBytes_FromStringAndSize((const char *)path, (Py_ssize_t)(sizeof(int64_t) * L));
+    free(path);
+    if (!out) return NULL;
+    return Py_BuildValue("(NL)", out, (long long)min_id);
+}
+
 static PyObject *py_path(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t n1, n2;
-    if (!PyArg_ParseTuple(args, "y*nn", &buf, &n1, &n2)) return NULL;
-    if (n1 < 1 || n2 < 1 || buf.len != (Py_ssize_t)(sizeof(double) * n1 * n2)) {
-        PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "path: need n1, n2 >= 1 and a float64 buffer of n1*n2 values");
-        return NULL;
-    }
+    if (parse_grid(args, "path", &buf, &n1, &n2) < 0) return NULL;
     int64_t N = (int64_t)n1 * n2;
     int64_t *pred = (int64_t *)malloc(sizeof(int64_t) * N);
     int64_t *path = (int64_t *)malloc(sizeof(int64_t) * (n1 + n2));
@@ -205,10 +219,7 @@ static PyObject *py_path(PyObject *self, PyObject *args) {
         free(path);
         return PyErr_NoMemory();
     }
-    PyObject *out = PyBytes_FromStringAndSize((const char *)path, (Py_ssize_t)(sizeof(int64_t) * L));
-    free(path);
-    if (!out) return NULL;
-    return Py_BuildValue("(NL)", out, (long long)min_id);
+    return path_result(path, L, min_id);
 }
 
 /* Dynamic programming over the grid; returns 1 on success, 0 on a tie, -1 out of memory. */
@@ -266,12 +277,7 @@ static int grid_dp(const double *cost, int64_t n1, int64_t n2, int64_t *path, in
 static PyObject *py_dp_path(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t n1, n2;
-    if (!PyArg_ParseTuple(args, "y*nn", &buf, &n1, &n2)) return NULL;
-    if (n1 < 1 || n2 < 1 || buf.len != (Py_ssize_t)(sizeof(double) * n1 * n2)) {
-        PyBuffer_Release(&buf);
-        PyErr_SetString(PyExc_ValueError, "dp_path: need n1, n2 >= 1 and a float64 buffer of n1*n2 values");
-        return NULL;
-    }
+    if (parse_grid(args, "dp_path", &buf, &n1, &n2) < 0) return NULL;
     int64_t *path = (int64_t *)malloc(sizeof(int64_t) * (n1 + n2));
     if (!path) {
         PyBuffer_Release(&buf);
@@ -291,10 +297,7 @@ static PyObject *py_dp_path(PyObject *self, PyObject *args) {
         free(path);
         Py_RETURN_NONE;
     }
-    PyObject *out = PyBytes_FromStringAndSize((const char *)path, (Py_ssize_t)(sizeof(int64_t) * L));
-    free(path);
-    if (!out) return NULL;
-    return Py_BuildValue("(NL)", out, (long long)min_id);
+    return path_result(path, L, min_id);
 }
 
 /* numpy's pairwise summation (loops_utils.h: 8 accumulators up to 128 terms, halves above). */
