@@ -100,7 +100,7 @@ def bench_backbones(args) -> None:
         net = build(cfg, BACKBONES).eval().to(args.device)
         x = torch.rand(1, net.in_channels if hasattr(net, "in_channels") else 3, H, W, device=args.device)
 
-        def run():
+        def run(net=net, x=x):
             with torch.inference_mode():
                 net(x)
             if args.device.startswith("cuda"):
@@ -112,39 +112,10 @@ def bench_backbones(args) -> None:
 
 
 def load_davis_mini(root: Path):
-    """The DAVIS-2016 sequences of ``root`` as ``VideoSample``s (ground truth on every frame).
+    """The DAVIS-2016 sequences of ``root`` as ``VideoSample``s, through the registered loader."""
+    from vosbench.data import build_dataset
 
-    Uses the registered ``davis2016`` dataset when the data package provides one; otherwise
-    reads the folder directly (JPEGImages/480p, Annotations/480p with foreground > 0).
-    """
-    try:
-        from vosbench.data import build_dataset
-
-        return list(build_dataset({"name": "davis2016", "root": str(root), "split": "val"})), "vosbench.data davis2016"
-    except (ImportError, KeyError):
-        pass
-    from vosbench.structures import Frame, LazyFrames, ObjectMasks, VideoSample
-    from vosbench.utils.io import read_image, read_index_png
-
-    samples = []
-    for seq_dir in sorted((root / "JPEGImages/480p").iterdir()):
-        seq = seq_dir.name
-        names = sorted(p.stem for p in seq_dir.glob("*.jpg"))
-
-        def gt(name, seq=seq):
-            return torch.from_numpy(read_index_png(root / "Annotations/480p" / seq / f"{name}.png") > 0)[None]
-
-        def load(i, seq=seq, names=names, gt=gt):
-            img = torch.from_numpy(read_image(root / "JPEGImages/480p" / seq / f"{names[i]}.jpg").copy())
-            return Frame(image=img.permute(2, 0, 1).float() / 255, index=i, name=names[i],
-                         masks=gt(names[i]), obj_ids=torch.tensor([1]), labels=torch.tensor([-1]))
-
-        g0 = gt(names[0])
-        samples.append(VideoSample(video_id=seq, frames=LazyFrames(len(names), load),
-                                   orig_size=tuple(g0.shape[-2:]),
-                                   reference={0: ObjectMasks(torch.tensor([1]), g0)},
-                                   frame_names=names, meta={"dataset": "davis2016-mini"}))
-    return samples, "direct folder reader in this script (vosbench.data had no davis2016 yet)"
+    return list(build_dataset({"name": "davis2016", "root": str(root), "split": "val"})), "vosbench.data davis2016"
 
 
 def bench_baselines(davis: Path, args) -> None:

@@ -67,8 +67,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     ds = DAVIS2016(root=args.root, split="val")
-    paths = [(rec.frame_paths[t], rec.extra["_ann_paths"][t]) for rec in ds.videos
-             for t in range(len(rec.frame_paths))]
     interleaved(ds)  # warm the page cache and the allocator
     ratios, fb, fl, fp = [], [], [], []
     for _ in range(args.repeats):

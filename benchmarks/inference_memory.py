@@ -41,20 +41,12 @@ def worker(args: argparse.Namespace) -> None:
     data = [f"dataset.root={args.cache}", "dataset.split=val", "dataset.num_videos=1",
             f"dataset.num_frames={args.frames[0]}", f"dataset.height={h}", f"dataset.width={w}",
             "dataset.max_objects=3"]
-    try:
-        from vosbench.data import build_dataset
+    from vosbench.data import build_dataset
 
-        cfg = compose([f"method={args.method}", "dataset=synthetic", *data, f"seed={args.seed}"])
-        dataset = build_dataset(cfg.dataset)
-        source = "loader"
-    except Exception as e:  # the dataset package is not there yet: read the folder ourselves
-        print(f"(dataset=synthetic unavailable: {type(e).__name__}: {str(e).splitlines()[0][:100]}; "
-              "reading the generated DAVIS folder with a minimal lazy reader)", file=sys.stderr)
-        cfg = compose([f"method={args.method}", f"seed={args.seed}", "~dataset"])
-        dataset = [_lazy_davis_video(args.cache, args.frames[0], h, w, args.seed)]
-        source = "minimal reader"
+    cfg = compose([f"method={args.method}", "dataset=synthetic", *data, f"seed={args.seed}"])
+    dataset = build_dataset(cfg.dataset)
     if args.prepare:  # generation holds whole videos in memory: do it in a separate process
-        print(f"prepared {len(dataset)} video(s) from the {source}")
+        print(f"prepared {len(dataset)} video(s)")
         return
     method = build_method(cfg, args.device)
     if args.checkpoint:
@@ -67,43 +59,7 @@ def worker(args: argparse.Namespace) -> None:
                                    writer=DavisWriter(out), device=args.device, progress=False)
     out = {k: res[k] for k in ("num_frames", "fps", "peak_mem_mb", "peak_rss_mb", "peak_mem_delta_mb",
                                 "J&F") if k in res}
-    print("RESULT " + json.dumps({**out, "source": source}))
-
-
-def _lazy_davis_video(cache: str, num_frames: int, h: int, w: int, seed: int):
-    """One synthetic video written in DAVIS-2017 layout by ``vosbench.data.synthetic.generate``,
-    read back lazily (JPEG + palette PNG decoded per frame access; only the reference masks are
-    kept). A stand-in for the DAVIS loader, used only when ``vosbench.data`` lacks it."""
-    import numpy as np
-    import torch
-
-    from vosbench.data.synthetic import generate
-    from vosbench.structures import Frame, LazyFrames, ObjectMasks, VideoSample
-    from vosbench.utils.io import read_image, read_index_png
-
-    root = generate(cache, fmt="davis2017", split="val", num_videos=1, num_frames=num_frames,
-                    height=h, width=w, max_objects=3, seed=seed)
-    seq = (root / "ImageSets" / "2017" / "val.txt").read_text().split()[0]
-    img_dir, ann_dir = root / "JPEGImages" / "480p" / seq, root / "Annotations" / "480p" / seq
-    names = sorted(p.stem for p in img_dir.glob("*.jpg"))
-    reference, seen = {}, set()
-    for t, name in enumerate(names):
-        lab = read_index_png(ann_dir / f"{name}.png")
-        new = [int(i) for i in np.unique(lab) if i not in (0, 255) and int(i) not in seen]
-        if new:
-            seen.update(new)
-            ids = torch.tensor(new)
-            reference[t] = ObjectMasks(ids, torch.from_numpy(lab)[None] == ids[:, None, None])
-    all_ids = torch.tensor(sorted(seen), dtype=torch.int64)
-
-    def load(t: int) -> Frame:
-        img = torch.from_numpy(read_image(img_dir / f"{names[t]}.jpg")).permute(2, 0, 1).float() / 255
-        lab = torch.from_numpy(read_index_png(ann_dir / f"{names[t]}.png"))
-        return Frame(image=img, index=t, name=names[t], masks=lab[None] == all_ids[:, None, None],
-                     obj_ids=all_ids, labels=torch.full_like(all_ids, -1), void=lab == 255)
-
-    return VideoSample(seq, LazyFrames(len(names), load), task="vos", orig_size=(h, w),
-                       reference=reference, frame_names=names, meta={"dataset": "synthetic"})
+    print("RESULT " + json.dumps(out))
 
 
 def main() -> None:

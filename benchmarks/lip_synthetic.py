@@ -18,6 +18,7 @@ AdamW with a linear warm-up and a cosine decay per stage. Writes ``<out>/model_f
 vosbench checkpoint holding the model weights) and ``<out>/train_log.json``.
 
 ``--dataset synthetic_fade_hard`` (objects all but vanish for 2-4 frames) is the session-3 probe.
+``--dataset synthetic_fade_slow`` (the same, objects moving 4x slower) is the session-4 probe.
 
 ``eval``: runs ``first_frame_copy``, ``flow_propagation`` and each ``--run name=ckpt[:k=v,...]``
 (``k=v`` are method-config overrides, e.g. ``zero_hidden_state=true``) on the held-out synthetic

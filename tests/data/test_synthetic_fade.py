@@ -108,3 +108,44 @@ def test_fade_hard_config(tmp_path):
     cfg.update(root=str(tmp_path / "cache"), split="train", num_videos=2, num_frames=5, height=48, width=64)
     ds = build_dataset(cfg)
     assert ds.root.name.endswith("_fade1_nofast_alpha0-0.1") and len(ds) == 2
+
+
+def _centroid_steps(labels: np.ndarray) -> list[float]:
+    """Per-frame displacement (px) of every object's label centroid, over consecutive frames
+    where the object is visible in both."""
+    steps = []
+    for o in np.unique(labels)[1:]:
+        c = [np.argwhere(lab == o).mean(0) if (lab == o).any() else None for lab in labels]
+        steps += [float(np.linalg.norm(b - a)) for a, b in zip(c, c[1:]) if a is not None and b is not None]
+    return steps
+
+
+def test_motion_scale_slows_the_same_videos(tmp_path):
+    """motion_scale=1 is the default generator; 0.25 renders the same first frame and the same
+    objects, moving several times less (``synthetic_fade_slow``)."""
+    kw = dict(num_frames=10, height=64, width=96, max_objects=3, fast_objects=False)
+    slow_steps, fast_steps = [], []
+    for seed in range(6):
+        a = render_video(np.random.default_rng(seed), **kw)
+        assert all(np.array_equal(x, y) for x, y in
+                   zip(a[:2], render_video(np.random.default_rng(seed), motion_scale=1.0, **kw)[:2]))
+        b = render_video(np.random.default_rng(seed), motion_scale=0.25, **kw)
+        assert a[2] == b[2]  # same objects (categories, ids)
+        assert np.array_equal(a[1][0], b[1][0])  # same first frame
+        fast_steps += _centroid_steps(a[1])
+        slow_steps += _centroid_steps(b[1])
+    assert np.median(slow_steps) < 0.5 * np.median(fast_steps)
+    assert cache_key(fmt="davis2017", split="val", motion_scale=1.0, **SIZE) == cache_key(
+        fmt="davis2017", split="val", **SIZE)
+    assert cache_key(fmt="davis2017", split="val", motion_scale=0.25, **SIZE).endswith("_motion0.25")
+    for bad in (0.0, -1.0, 5.0, "x"):
+        with pytest.raises(ValueError, match="motion_scale"):
+            generate(tmp_path / "bad", motion_scale=bad, **SIZE)
+
+
+def test_fade_slow_config(tmp_path):
+    cfg = to_dict(compose(["dataset=synthetic_fade_slow"]).dataset)
+    assert cfg["motion_scale"] == 0.25 and cfg["fade"] == 1.0 and cfg["fast_objects"] is False
+    cfg.update(root=str(tmp_path / "cache"), split="train", num_videos=2, num_frames=5, height=48, width=64)
+    ds = build_dataset(cfg)
+    assert ds.root.name.endswith("_fade1_nofast_alpha0-0.1_motion0.25") and len(ds) == 2

@@ -14,8 +14,8 @@ def _record_shapes(monkeypatch):
     made = []
     orig = synthetic._random_shape
 
-    def rec(rng, h, w, t_len, *, start, annotated, fast):
-        s = orig(rng, h, w, t_len, start=start, annotated=annotated, fast=fast)
+    def rec(rng, h, w, t_len, *, start, annotated, fast, **kw):
+        s = orig(rng, h, w, t_len, start=start, annotated=annotated, fast=fast, **kw)
         made.append((annotated, fast, s))
         return s
 

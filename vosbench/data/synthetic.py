@@ -22,6 +22,11 @@ Every video shows textured shapes moving over a textured, panning background:
   random stream, so a faded dataset shows exactly the same videos as the unfaded one.
   Option ``fade_alpha`` sets the range of the faded object's alpha (default 0.15-0.3); near 0
   the object all but vanishes for those frames (``synthetic_fade_hard.yaml``: 0-0.1).
+* slower motion (option ``motion_scale``, default 1): the same random paths with velocities
+  and accelerations scaled (``synthetic_fade_slow.yaml``: 0.25, i.e. 0.9-2 % of the width per
+  frame, at most about one cell per frame of the stride-4 level the tiny models pool these small
+  objects from, the range a 3x3 recurrent kernel can follow; large DAVIS objects, pooled from
+  coarser levels, move about one cell per frame too).
 * instance-segmentation variant (options ``distractors=False, fast_objects=False``, off by
   default): no unannotated shapes (in a VIS dataset an unannotated instance of an annotated
   category is label noise, not a hard case) and no fast movers (MaskProp's synthetic benchmark).
@@ -167,7 +172,7 @@ def _background(rng: np.random.Generator, h: int, w: int, margin: int) -> np.nda
 
 
 def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start: int,
-                  annotated: bool, fast: bool) -> _Shape:
+                  annotated: bool, fast: bool, motion_scale: float = 1.0) -> _Shape:
     size = min(h, w)
     category = int(rng.integers(1, len(SHAPES) + 1))
     s0 = rng.uniform(0.11, 0.2) * size
@@ -176,6 +181,7 @@ def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start
     scale = np.clip(scale, 0.06 * size, 0.3 * size)
     # velocity: substantial motion (a few % of the width per frame); fast objects much more
     speed = rng.uniform(0.12, 0.2) * w if fast else rng.uniform(0.035, 0.08) * w
+    speed *= motion_scale  # the same draws, scaled: a slower copy of the same paths
     direction = rng.uniform(0, 2 * np.pi)
     vx, vy = speed * math.cos(direction), speed * math.sin(direction)
     cx, cy = np.zeros(t_len, np.float32), np.zeros(t_len, np.float32)
@@ -183,8 +189,8 @@ def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start
     lo_x, hi_x, lo_y, hi_y = -0.05 * w, 1.05 * w, -0.05 * h, 1.05 * h
     for t in range(t_len):
         cx[t], cy[t] = x, y
-        vx += rng.normal(0, 0.01 * w)  # random acceleration, keeps paths non-linear
-        vy += rng.normal(0, 0.01 * h)
+        vx += rng.normal(0, 0.01 * w) * motion_scale  # random acceleration, keeps paths non-linear
+        vy += rng.normal(0, 0.01 * h) * motion_scale
         x, y = x + vx, y + vy
         if not lo_x <= x <= hi_x:  # bounce off a box a little larger than the frame
             vx, x = -vx, float(np.clip(x, lo_x, hi_x))
@@ -207,9 +213,10 @@ def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start
     )
 
 
-def _distractor_of(rng: np.random.Generator, ref: _Shape, h: int, w: int, t_len: int) -> _Shape:
+def _distractor_of(rng: np.random.Generator, ref: _Shape, h: int, w: int, t_len: int,
+                   motion_scale: float = 1.0) -> _Shape:
     """An unannotated look-alike of ``ref``: same shape and pattern, slightly shifted tint."""
-    d = _random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False)
+    d = _random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False, motion_scale=motion_scale)
     d.category, d.aspect, d.pattern = ref.category, ref.aspect, ref.pattern
     d.freq, d.orient = ref.freq * rng.uniform(0.85, 1.15), ref.orient + rng.uniform(-0.3, 0.3)
     d.colors = np.clip(ref.colors + rng.uniform(-25, 25, size=(2, 3)), 0, 255).astype(np.float32)
@@ -248,7 +255,8 @@ def _fade_schedule(frng: np.random.Generator, shapes: list[_Shape], t_len: int, 
 def render_video(rng: np.random.Generator, *, num_frames: int, height: int, width: int,
                  max_objects: int, fade: float = 0.0, fade_rng: np.random.Generator | None = None,
                  info: dict | None = None, distractors: bool = True, fast_objects: bool = True,
-                 fade_alpha: tuple[float, float] = FADE_ALPHA) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                 fade_alpha: tuple[float, float] = FADE_ALPHA,
+                 motion_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Render one video.
 
     Args:
@@ -265,6 +273,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
             shape is then an annotated instance of its category, as in YouTube-VIS.
         fast_objects: 25 % of the objects move ~15 % of the width per frame (``False``: all
             move 3.5-8 %).
+        motion_scale: factor on every object's velocity and random acceleration (1 = default;
+            the random draws are the same, so < 1 gives slower copies of the same videos).
         info: if given, receives ``info["fades"] = [[object id, first frame, end frame, alpha]]``
             with the final (renumbered) object ids.
     Returns:
@@ -281,13 +291,16 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         late = i > 0 and t_len > 2 and rng.uniform() < 0.3
         start = int(rng.integers(1, max(2, t_len // 2 + 1))) if late else 0
         shapes.append(_random_shape(rng, h, w, t_len, start=start, annotated=True,
-                                    fast=bool(rng.uniform() < 0.25) and fast_objects))
+                                    fast=bool(rng.uniform() < 0.25) and fast_objects,
+                                    motion_scale=motion_scale))
     num_distractors = int(rng.integers(0, 3)) if distractors else 0
     for _ in range(num_distractors):
         if shapes and rng.uniform() < 0.7:
-            shapes.append(_distractor_of(rng, shapes[int(rng.integers(0, num_obj))], h, w, t_len))
+            shapes.append(_distractor_of(rng, shapes[int(rng.integers(0, num_obj))], h, w, t_len,
+                                         motion_scale))
         else:
-            shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False))
+            shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False,
+                                        motion_scale=motion_scale))
     order = rng.permutation(len(shapes))  # back-to-front painting order (occlusions)
     fades = (_fade_schedule(rng if fade_rng is None else fade_rng, shapes, t_len, fade, tuple(fade_alpha))
              if fade > 0 else {})
@@ -358,7 +371,8 @@ FADES_FILE = "fades_{split}.json"
 def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str = "train",
              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
              max_objects: int = 3, seed: int = 0, fade: float = 0.0, distractors: bool = True,
-             fast_objects: bool = True, fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA) -> Path:
+             fast_objects: bool = True, fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA,
+             motion_scale: float = 1.0) -> Path:
     """Write a synthetic dataset split as a real-format folder.
 
     ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
@@ -388,6 +402,9 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
             then unchanged). ``distractors=False, fast_objects=False`` is the instance
             segmentation variant used by ``benchmarks/maskprop_synthetic.py``: in a VIS dataset
             an unannotated shape of an annotated category is label noise, not a hard case.
+        motion_scale: factor on every object's velocity and random acceleration, in (0, 4]
+            (default 1: data and cache key unchanged; otherwise the same videos, objects moving
+            slower or faster, key suffix ``_motion<m>``).
     Returns:
         ``Path(out_dir)``.
     """
@@ -401,6 +418,7 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     if not 0.0 <= fade <= 1.0:
         raise ValueError(f"synthetic: fade is a probability in [0, 1], got {fade}")
     fade_alpha = _check_fade_alpha(fade_alpha)
+    motion_scale = _check_motion_scale(motion_scale)
     out = Path(out_dir)
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames, height=height,
                   width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
@@ -412,6 +430,8 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         params["distractors"] = False
     if not fast_objects:
         params["fast_objects"] = False
+    if motion_scale != 1.0:
+        params["motion_scale"] = motion_scale
     marker = out / _MARKER.format(fmt=fmt, split=split)
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -427,7 +447,8 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         info: dict = {}
         res = render_video(rng, num_frames=num_frames, height=height, width=width,
                            max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info,
-                           distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
+                           distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha,
+                           motion_scale=motion_scale)
         fade_log[names[i]] = info.get("fades", [])
         return res
 
@@ -491,23 +512,36 @@ def _check_fade_alpha(fade_alpha) -> tuple[float, float]:
     return lo, hi
 
 
+def _check_motion_scale(motion_scale) -> float:
+    try:
+        m = float(motion_scale)
+    except (TypeError, ValueError):
+        raise ValueError(f"synthetic: motion_scale must be a number, got {motion_scale!r}") from None
+    if not 0.0 < m <= 4.0:
+        raise ValueError(f"synthetic: motion_scale must be in (0, 4], got {motion_scale!r}")
+    return m
+
+
 def cache_key(**params) -> str:
     """Folder name that identifies a synthetic split by every generator argument (``fade`` only
     when > 0, so keys of unfaded data are unchanged)."""
     p = dict(params, version=GENERATOR_VERSION)
     alpha = _check_fade_alpha(p.get("fade_alpha", FADE_ALPHA))
+    motion = _check_motion_scale(p.get("motion_scale", 1.0))
     key = (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
     return (key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
             + ("_nodistr" if not p.get("distractors", True) else "")
             + ("_nofast" if not p.get("fast_objects", True) else "")
-            + ("_alpha{:g}-{:g}".format(*alpha) if p.get("fade", 0) and alpha != FADE_ALPHA else ""))
+            + ("_alpha{:g}-{:g}".format(*alpha) if p.get("fade", 0) and alpha != FADE_ALPHA else "")
+            + (f"_motion{motion:g}" if motion != 1.0 else ""))
 
 
 def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
                     num_frames: int, height: int, width: int, max_objects: int, seed: int,
                     fade: float = 0.0, distractors: bool = True, fast_objects: bool = True,
-                    fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA) -> Path:
+                    fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA,
+                    motion_scale: float = 1.0) -> Path:
     """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
 
     The folder is written under a temporary name and renamed into place, so concurrent
@@ -515,7 +549,8 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
     """
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
                   height=height, width=width, max_objects=max_objects, seed=seed, fade=fade,
-                  distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
+                  distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha,
+                  motion_scale=motion_scale)
     cache = Path(cache_dir).expanduser()
     final = cache / cache_key(**params)
     if (final / _MARKER.format(fmt=fmt, split=split)).is_file():

@@ -17,7 +17,7 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
               num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
               max_objects: int = 3, seed: int = 0, resize_short: int | None = None, fade: float = 0.0,
               distractors: bool = True, fast_objects: bool = True,
-              fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA):
+              fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA, motion_scale: float = 1.0):
     """Moving-shapes videos written as a real DAVIS-2017 or YouTube-VIS folder, then loaded.
 
     Args:
@@ -32,6 +32,8 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
             variant (every instance annotated, no fast movers; ``synthetic_vis_clean.yaml``).
         fade_alpha: alpha range of a faded object (``synthetic_fade_hard.yaml``: near 0, the
             object all but vanishes).
+        motion_scale: factor on object velocities (``synthetic_fade_slow.yaml``: 0.25, about
+            one cell per frame of the stride-4 level the tiny models read these objects from).
         resize_short: passed to the loader.
     Returns:
         a ``DAVIS2017`` or ``YTVIS2019`` dataset over the generated folder.
@@ -41,7 +43,8 @@ def synthetic(*, root: str | Path | None = None, split: str = "train", format: s
     folder = cached_generate(root or DEFAULT_CACHE, fmt=format, split=split, num_videos=num_videos,
                              num_frames=num_frames, height=height, width=width,
                              max_objects=max_objects, seed=seed, fade=fade,
-                             distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha)
+                             distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha,
+                             motion_scale=motion_scale)
     if format == "davis2017":
         ds = DAVIS2017(root=folder, split=split, resize_short=resize_short)
     else:
