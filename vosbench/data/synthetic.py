@@ -25,8 +25,9 @@ Every video shows textured shapes moving over a textured, panning background:
 * slower motion (option ``motion_scale``, default 1): the same random paths with velocities
   and accelerations scaled (``synthetic_fade_slow.yaml``: 0.25, i.e. 0.9-2 % of the width per
   frame, at most about one cell per frame of the stride-4 level the tiny models pool these small
-  objects from, the range a 3x3 recurrent kernel can follow; large DAVIS objects, pooled from
-  coarser levels, move about one cell per frame too).
+  objects from, the range a 3x3 recurrent kernel can follow; on the DAVIS-2016 sequences of
+  ``../shared/data`` at 480p the mask centroid moves a median 0.22 cells per frame of its RoI
+  level, 90th percentile 1.0).
 * instance-segmentation variant (options ``distractors=False, fast_objects=False``, off by
   default): no unannotated shapes (in a VIS dataset an unannotated instance of an annotated
   category is label noise, not a hard case) and no fast movers (MaskProp's synthetic benchmark).
