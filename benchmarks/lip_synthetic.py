@@ -175,10 +175,8 @@ def train(args) -> None:
         raise SystemExit("lip_synthetic: give --init or --init-image, not both")
     if args.init:  # continue video fine-tuning of a trained (stage-2) checkpoint: no stage 1
         cfg.update(stage="video", weights=args.init, pretrained=None)
-    elif args.init_image:  # a stage-1 checkpoint: stage 2 from there (shared by an ablation pair)
+    else:  # from scratch, or from a stage-1 checkpoint (--init-image, shared by an ablation pair)
         cfg.update(stage="image", num_ids=1, weights=args.init_image, pretrained=None)
-    else:
-        cfg.update(stage="image", num_ids=1, weights=None, pretrained=None)
     model = build(cfg, METHODS)
     model.train()
     data = build_dataset(dataset_config("train", args.dataset, **TRAIN_DATA))

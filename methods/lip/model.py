@@ -552,23 +552,22 @@ class LIP(VideoMethod):
         ``hidden_out`` (the state this frame wrote) adds, with ``finetune_memory_view``, the same
         views computed once more through that memory.
         """
-        target = targets_from_masks(masks, classes, box_widen=self.box_widen)
-        _, tr = self.detector.transform([image], [target])
-        views = [(image_list, feats, tr[0])]
         memory = self.finetune_memory_view and not self.zero_hidden_state and hidden_out is not None
-        if memory:
-            il_m, feats_m, _ = self._features(image, hidden_out)
-            views.append((il_m, feats_m, tr[0]))
+        views = []
+
+        def add(img: Tensor, msk: Tensor, il, fts, h_out) -> None:
+            _, tr = self.detector.transform([img], [targets_from_masks(msk, classes, box_widen=self.box_widen)])
+            views.append((il, fts, tr[0]))
+            if memory:
+                il_m, fts_m, _ = self._features(img, h_out)
+                views.append((il_m, fts_m, tr[0]))
+
+        add(image, masks, image_list, feats, hidden_out)
         if self.finetune_hflip:
             # Mirror the input and its memory: exact at a video's first frame (zero state).
             flip_hidden = None if hidden_in is None else tuple(h.flip(-1) for h in hidden_in)
             il_f, feats_f, flip_out = self._features(image.flip(-1), flip_hidden)
-            target_f = targets_from_masks(masks.flip(-1), classes, box_widen=self.box_widen)
-            _, tr_f = self.detector.transform([image.flip(-1)], [target_f])
-            views.append((il_f, feats_f, tr_f[0]))
-            if memory:
-                il_fm, feats_fm, _ = self._features(image.flip(-1), flip_out)
-                views.append((il_fm, feats_fm, tr_f[0]))
+            add(image.flip(-1), masks.flip(-1), il_f, feats_f, flip_out)
         return views
 
     def _step(self, sample: VideoSample, st: LIPVideoState, t: int, ids: list[int]) -> FramePrediction:

@@ -416,23 +416,13 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
                          "max_objects >= 0")
     if max_objects > 254:
         raise ValueError("synthetic: max_objects must be <= 254 (8-bit palette ids)")
-    if not 0.0 <= fade <= 1.0:
-        raise ValueError(f"synthetic: fade is a probability in [0, 1], got {fade}")
-    fade_alpha = _check_fade_alpha(fade_alpha)
-    motion_scale = _check_motion_scale(motion_scale)
+    options = _options(fade=fade, distractors=distractors, fast_objects=fast_objects,
+                       fade_alpha=fade_alpha, motion_scale=motion_scale)
+    fade_alpha = tuple(options.get("fade_alpha", FADE_ALPHA))
+    motion_scale = options.get("motion_scale", 1.0)
     out = Path(out_dir)
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames, height=height,
-                  width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION)
-    if fade > 0:  # only then: unfaded markers (and caches) stay exactly as before the option
-        params["fade"] = float(fade)
-        if fade_alpha != FADE_ALPHA:
-            params["fade_alpha"] = list(fade_alpha)
-    if not distractors:
-        params["distractors"] = False
-    if not fast_objects:
-        params["fast_objects"] = False
-    if motion_scale != 1.0:
-        params["motion_scale"] = motion_scale
+                  width=width, max_objects=max_objects, seed=seed, version=GENERATOR_VERSION, **options)
     marker = out / _MARKER.format(fmt=fmt, split=split)
     if marker.is_file():
         old = json.loads(marker.read_text())
@@ -503,6 +493,32 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     return out
 
 
+def _options(*, fade: float = 0.0, distractors: bool = True, fast_objects: bool = True,
+             fade_alpha=FADE_ALPHA, motion_scale=1.0) -> dict:
+    """The validated generator options that differ from their defaults.
+
+    Both the split's marker file and its cache key record exactly these, so data made without an
+    option keeps the marker and key it had before the option existed (``fade_alpha`` counts only
+    with ``fade`` > 0).
+    """
+    if not 0.0 <= fade <= 1.0:
+        raise ValueError(f"synthetic: fade is a probability in [0, 1], got {fade}")
+    alpha = _check_fade_alpha(fade_alpha)
+    motion = _check_motion_scale(motion_scale)
+    out: dict = {}
+    if fade > 0:
+        out["fade"] = float(fade)
+        if alpha != FADE_ALPHA:
+            out["fade_alpha"] = list(alpha)
+    if not distractors:
+        out["distractors"] = False
+    if not fast_objects:
+        out["fast_objects"] = False
+    if motion != 1.0:
+        out["motion_scale"] = motion
+    return out
+
+
 def _check_fade_alpha(fade_alpha) -> tuple[float, float]:
     try:
         lo, hi = (float(a) for a in fade_alpha)
@@ -527,15 +543,17 @@ def cache_key(**params) -> str:
     """Folder name that identifies a synthetic split by every generator argument (``fade`` only
     when > 0, so keys of unfaded data are unchanged)."""
     p = dict(params, version=GENERATOR_VERSION)
-    alpha = _check_fade_alpha(p.get("fade_alpha", FADE_ALPHA))
-    motion = _check_motion_scale(p.get("motion_scale", 1.0))
     key = (f"{p['fmt']}_{p['split']}_n{p['num_videos']}_t{p['num_frames']}_{p['height']}x"
            f"{p['width']}_o{p['max_objects']}_s{p['seed']}_v{p['version']}")
-    return (key + (f"_fade{float(p['fade']):g}" if p.get("fade", 0) else "")
-            + ("_nodistr" if not p.get("distractors", True) else "")
-            + ("_nofast" if not p.get("fast_objects", True) else "")
-            + ("_alpha{:g}-{:g}".format(*alpha) if p.get("fade", 0) and alpha != FADE_ALPHA else "")
-            + (f"_motion{motion:g}" if motion != 1.0 else ""))
+    suffix = {  # in key order
+        "fade": "_fade{:g}".format,
+        "distractors": lambda _: "_nodistr",
+        "fast_objects": lambda _: "_nofast",
+        "fade_alpha": lambda a: "_alpha{:g}-{:g}".format(*a),
+        "motion_scale": "_motion{:g}".format,
+    }
+    options = _options(**{k: p[k] for k in suffix if k in p})
+    return key + "".join(suffix[k](options[k]) for k in suffix if k in options)
 
 
 def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_videos: int,
