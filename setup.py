@@ -13,7 +13,11 @@ setup(
     version="0.1.0",
     description="Video object segmentation methods implemented, trained and benchmarked side by side",
     python_requires=">=3.10",
-    packages=find_packages(include=["vosbench", "vosbench.*", "methods", "methods.*"]),
+    # The shipped methods live in the folder methods/ but install as `vosbench_methods`: a
+    # top-level `methods` in site-packages would collide with any other project's `methods`.
+    packages=find_packages(include=["vosbench", "vosbench.*"])
+    + ["vosbench_methods"] + [f"vosbench_methods.{p}" for p in find_packages("methods")],
+    package_dir={"vosbench_methods": "methods"},
     include_package_data=True,
     ext_modules=EXT_MODULES,
     install_requires=[
@@ -37,5 +41,14 @@ setup(
     },
     entry_points={
         "console_scripts": [],
+        # The shipped methods register exactly as a third-party plugin does: the core imports
+        # no method; the registry loads these modules on its first miss.
+        "vosbench.plugins": [
+            "first_frame_copy = vosbench_methods.first_frame_copy",
+            "flow_propagation = vosbench_methods.flow_propagation",
+            "maskrnn = vosbench_methods.maskrnn",
+            "lip = vosbench_methods.lip",
+            "maskprop = vosbench_methods.maskprop",
+        ],
     },
 )

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import methods  # noqa: E402,F401  (registers the baselines)
+import vosbench_methods  # noqa: E402,F401  (registers the baselines)
 import vosbench.models  # noqa: E402,F401  (registers backbones and flows)
 from vosbench.config import build  # noqa: E402
 from vosbench.models.flow import build_flow  # noqa: E402

@@ -48,7 +48,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import methods  # noqa: E402,F401  (registers the methods)
+import vosbench_methods  # noqa: E402,F401  (registers the methods)
 from vosbench.config import build  # noqa: E402
 from vosbench.registry import METHODS  # noqa: E402
 

@@ -38,7 +38,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import methods  # noqa: E402,F401  (registers every method)
+import vosbench_methods  # noqa: E402,F401  (registers every method)
 from vosbench.config import CONFIG_DIR, build, compose, to_dict  # noqa: E402
 from vosbench.registry import METHODS  # noqa: E402
 

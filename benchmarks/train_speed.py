@@ -31,7 +31,7 @@ def measure(name: str, overrides: list[str], warmup: int, iters: int, device: st
     from vosbench.engine.defaults import build_method, build_optimizer, build_scheduler, seed_everything
     from vosbench.engine.train_loop import SimpleTrainer
 
-    import methods  # noqa: F401
+    import vosbench_methods  # noqa: F401
     from vosbench.registry import METHODS
 
     data = "synthetic"

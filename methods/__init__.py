@@ -2,4 +2,4 @@
 
 Each subpackage is imported explicitly (no directory scanning); a method never imports another.
 """
-from methods import first_frame_copy, flow_propagation, lip, maskprop, maskrnn  # noqa: F401
+from vosbench_methods import first_frame_copy, flow_propagation, lip, maskprop, maskrnn  # noqa: F401

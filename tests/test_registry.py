@@ -23,7 +23,7 @@ def test_unknown_name_lists_registered():
     with pytest.raises(KeyError) as e:
         reg.get("nope")
     msg = str(e.value)
-    assert "known" in msg and "import methods" in msg
+    assert "known" in msg and "vosbench.plugins" in msg
 
 
 def test_duplicate_name_raises():

@@ -86,7 +86,7 @@ _DATASETS: dict[str, Any] = {}
 def _build_dataset(cfg: dict):
     key = repr(sorted(cfg.items()))
     if key not in _DATASETS:  # one dataset per worker process
-        import methods  # noqa: F401
+        import vosbench_methods  # noqa: F401
         from vosbench.data import build_dataset
 
         _DATASETS[key] = build_dataset(dict(cfg))

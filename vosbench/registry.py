@@ -76,7 +76,9 @@ class Registry:
         if name not in self._obj:
             load_plugins()
         if name not in self._obj:
-            hint = " (did you `import methods`?)" if self.name == "method" else ""
+            hint = (" (is the package that registers it installed? The shipped methods come "
+                    "with `pip install -e .`; a plugin registers in the `vosbench.plugins` "
+                    "entry-point group)") if self.name == "method" else ""
             raise KeyError(
                 f"No {self.name} named {name!r}{hint}. Registered {self.name}s: "
                 f"{', '.join(self.list()) or '(none)'}"
@@ -88,6 +90,8 @@ class Registry:
         return sorted(self._obj)
 
     def __contains__(self, name: str) -> bool:
+        if name not in self._obj:
+            load_plugins()
         return name in self._obj
 
     def __iter__(self) -> Iterator[str]:

@@ -40,8 +40,8 @@ from vosbench.registry import BACKBONES, METHODS
 from vosbench.structures import FramePrediction, VideoBatch, VideoPrediction, VideoSample
 from vosbench.structures.masks import masks_to_boxes, probs_to_index, resize_masks
 
-from methods.lip.heads import ConvGRUNeck, IdBoxPredictor, ShortcutMaskPredictor
-from methods.lip.losses import HEAD_LOSSES, HeadEarlyStopping, LIPCriterion, focal_loss
+from vosbench_methods.lip.heads import ConvGRUNeck, IdBoxPredictor, ShortcutMaskPredictor
+from vosbench_methods.lip.losses import HEAD_LOSSES, HeadEarlyStopping, LIPCriterion, focal_loss
 
 STAGES = ("image", "video")
 

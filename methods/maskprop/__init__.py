@@ -2,7 +2,7 @@
 
 Importing the package registers ``maskprop`` and the ``maskprop_framelink`` baseline.
 """
-from methods.maskprop import model  # noqa: F401  (registers the methods)
-from methods.maskprop.model import MaskProp, MaskPropFrameLink
+from vosbench_methods.maskprop import model  # noqa: F401  (registers the methods)
+from vosbench_methods.maskprop.model import MaskProp, MaskPropFrameLink
 
 __all__ = ["MaskProp", "MaskPropFrameLink"]

@@ -1,5 +1,5 @@
 """MaskRNN (Hu, Huang, Schwing, NIPS 2017); importing registers ``maskrnn`` in METHODS."""
-from methods.maskrnn import model  # noqa: F401
-from methods.maskrnn.model import MaskRNN, MaskRNNState
+from vosbench_methods.maskrnn import model  # noqa: F401
+from vosbench_methods.maskrnn.model import MaskRNN, MaskRNNState
 
 __all__ = ["MaskRNN", "MaskRNNState"]

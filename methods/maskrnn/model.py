@@ -35,9 +35,9 @@ from vosbench.registry import BACKBONES, METHODS
 from vosbench.structures import FramePrediction, VideoBatch, VideoPrediction, VideoSample
 from vosbench.structures.masks import probs_to_index
 
-from methods.maskrnn.heads import (LocalizationHead, TwoStreamFusion, boxes_to_masks,
+from vosbench_methods.maskrnn.heads import (LocalizationHead, TwoStreamFusion, boxes_to_masks,
                                    decode_boxes, encode_boxes, enlarge_boxes, mask_boxes)
-from methods.maskrnn.losses import MaskRNNCriterion
+from vosbench_methods.maskrnn.losses import MaskRNNCriterion
 
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import methods  # noqa: F401  (registration)
+import vosbench_methods  # noqa: F401  (registration)
 from vosbench.config import build
 from vosbench.models.flow import FlowEstimator
 from vosbench.registry import METHODS

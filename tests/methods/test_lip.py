@@ -9,10 +9,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-import methods  # noqa: F401  (registers every method)
-from methods.lip.heads import ConvGRUNeck, IdBoxPredictor, ShortcutMaskPredictor
-from methods.lip.losses import HeadEarlyStopping, focal_loss
-from methods.lip.model import LIP, OnlineHeads, select_per_id
+import vosbench_methods  # noqa: F401  (registers every method)
+from vosbench_methods.lip.heads import ConvGRUNeck, IdBoxPredictor, ShortcutMaskPredictor
+from vosbench_methods.lip.losses import HeadEarlyStopping, focal_loss
+from vosbench_methods.lip.model import LIP, OnlineHeads, select_per_id
 from vosbench.config import build
 from vosbench.registry import METHODS
 from vosbench.structures import Frame, ObjectMasks, VideoBatch, VideoSample
@@ -221,7 +221,7 @@ def test_class_agnostic_to_class_specific_copy_is_identical():
 
 def test_online_heads_match_offline_before_finetuning(lip):
     """The per-video class-specific heads detect exactly what the agnostic offline heads do."""
-    from methods.lip.model import LIPVideoState
+    from vosbench_methods.lip.model import LIPVideoState
 
     st = LIPVideoState()
     lip._grow_heads(st, [7, 9])

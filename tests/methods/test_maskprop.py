@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-import methods  # noqa: F401  (registers every method)
-from methods.maskprop.heads import MaskPropagationHead, MaskRefinementHead
-from methods.maskprop.losses import pairwise_soft_iou, propagation_loss, soft_iou
-from methods.maskprop.tracking import ClipTrack, GreedyMaskLinker, VideoAggregator, VideoLevelLinker
+import vosbench_methods  # noqa: F401  (registers every method)
+from vosbench_methods.maskprop.heads import MaskPropagationHead, MaskRefinementHead
+from vosbench_methods.maskprop.losses import pairwise_soft_iou, propagation_loss, soft_iou
+from vosbench_methods.maskprop.tracking import ClipTrack, GreedyMaskLinker, VideoAggregator, VideoLevelLinker
 from vosbench.config import build
 from vosbench.registry import METHODS
 from vosbench.structures import Frame, VideoBatch, VideoSample
@@ -231,7 +231,7 @@ def test_reappearing_instance_keeps_its_id_through_overlapping_clips():
 
 
 def test_grid_roundtrip_and_missing_weights():
-    from methods.maskprop.model import grid_to_image, image_to_grid
+    from vosbench_methods.maskprop.model import grid_to_image, image_to_grid
 
     m = torch.zeros(1, 60, 90)
     m[0, 16:48, 24:72] = 1.0

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-import methods  # noqa: F401  (registers maskrnn)
-from methods.maskrnn.heads import (LocalizationHead, boxes_to_masks, decode_boxes, encode_boxes,
+import vosbench_methods  # noqa: F401  (registers maskrnn)
+from vosbench_methods.maskrnn.heads import (LocalizationHead, boxes_to_masks, decode_boxes, encode_boxes,
                                    enlarge_boxes, mask_boxes)
-from methods.maskrnn.losses import box_regression_loss, class_balanced_bce
-from methods.maskrnn.model import MaskRNN, _fuse
+from vosbench_methods.maskrnn.losses import box_regression_loss, class_balanced_bce
+from vosbench_methods.maskrnn.model import MaskRNN, _fuse
 from vosbench.config import build, compose, to_dict
 from vosbench.models.flow import build_flow
 from vosbench.registry import BACKBONES, METHODS

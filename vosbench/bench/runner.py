@@ -100,7 +100,6 @@ def plan_suite(suite: Suite, *, cache_dir: Path, roots: dict[str, str] | None = 
         SuiteError: unknown method / dataset / metric, a missing checkpoint, a missing root of a
             non-optional dataset, a method and dataset of different tasks named explicitly.
     """
-    import methods  # noqa: F401  (registers every shipped method)
     from vosbench.config import compose, to_dict
     from vosbench.data import build_dataset
     from vosbench.registry import DATASETS, METHODS, METRICS

@@ -166,8 +166,11 @@ def remove_handlers(handlers: list[logging.Handler]) -> None:
 
 
 def build_method(cfg: Any, device: torch.device | str = "cpu") -> nn.Module:
-    """Build ``cfg.method`` through the METHODS registry (after ``import methods``)."""
-    import methods  # noqa: F401  (registers the shipped methods)
+    """Build ``cfg.method`` through the METHODS registry.
+
+    The shipped methods register like any third-party plugin (the ``vosbench.plugins`` entry
+    points of ``setup.py``), loaded on the first registry miss: the core imports no method.
+    """
     from vosbench.registry import METHODS
 
     return build(cfg.method, METHODS).to(device)
