@@ -96,8 +96,11 @@ def bench_backbones(args) -> None:
     nets += [("vgg16_side_tiny (in=4)", {"name": "vgg16_side_tiny", "in_channels": 4}, 5),
              ("resnet_tiny_fpn", {"name": "resnet_tiny_fpn"}, 5)]
     rows = []
+    from vosbench.models.weights import weights_policy
+
     for label, cfg, rep in nets:
-        net = build(cfg, BACKBONES).eval().to(args.device)
+        with weights_policy(allow_random_init=True):  # speed only: random weights are fine (and logged)
+            net = build(cfg, BACKBONES).eval().to(args.device)
         x = torch.rand(1, net.in_channels if hasattr(net, "in_channels") else 3, H, W, device=args.device)
 
         def run(net=net, x=x):

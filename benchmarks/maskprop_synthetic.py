@@ -43,7 +43,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -73,7 +72,10 @@ def dataset(args: argparse.Namespace, split: str):
 
 
 def method_cfg(name: str, **over) -> dict:
-    cfg = yaml.safe_load((REPO / "configs" / "method" / f"{name}.yaml").read_text())
+    """``configs/method/<name>.yaml`` composed by Hydra (its ``defaults:`` list applied) + ``over``."""
+    from vosbench.config import compose, to_dict
+
+    cfg = to_dict(compose([f"method={name}", "dataset=synthetic_vis"]).method)
     cfg.update(over)
     return cfg
 
@@ -86,7 +88,7 @@ def train(args: argparse.Namespace) -> Path:
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     ds = dataset(args, "train")
-    model = build(method_cfg("maskprop_tiny"), METHODS)
+    model = build(method_cfg("maskprop_tiny", prop_train_masks=args.prop_train_masks), METHODS)
     init_meta = None
     if args.init:  # continue training a previous checkpoint (its budget adds to this one)
         from vosbench.models.weights import load_weights
@@ -222,15 +224,95 @@ def oracle_gt_identities(ckpt: Path, ds) -> dict:
     return res
 
 
-def evaluate(args: argparse.Namespace, ckpt: Path) -> dict:
+IOU_GRID = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5)
+AGE_GRID = (1, 2, 3, 4, 6, 8, 12)
+
+
+@torch.no_grad()
+def tune_framelink(args: argparse.Namespace, ckpt: Path) -> dict:
+    """Grid over the frame-linking baseline's ``link_iou_thresh`` x ``link_max_age`` on the
+    TRAIN split (``--tune-videos`` videos, never val); the detector runs once per frame and its
+    states are reused for every grid point. Returns the grid and the best point (by video mAP,
+    ties: AP50, then the looser point)."""
+    from vosbench.metrics import build_evaluator
+
+    a = argparse.Namespace(**vars(args))
+    a.train_videos, a.frames = args.tune_videos, args.val_frames
+    ds = dataset(a, "train")
+    model = build(method_cfg("maskprop_framelink_tiny", weights=str(ckpt)), METHODS).eval()
+    t0 = time.time()
+    cached = [(sample, [model._frame_state(f.image) for f in sample.frames]) for sample in ds]
+    print(f"tune: {len(cached)} train videos x {args.val_frames} frames, detector states in "
+          f"{time.time() - t0:.0f} s", flush=True)
+    grid = []
+    for iou in IOU_GRID:
+        for age in AGE_GRID:
+            model.link_iou_thresh, model.link_max_age = iou, age
+            ev = build_evaluator("ytvis")
+            ev.reset()
+            for sample, states in cached:
+                ev.process(sample, model.link_frames(sample, states).materialize())
+            r = ev.evaluate()
+            grid.append({"link_iou_thresh": iou, "link_max_age": age, **{k: r[k] for k in KEYS}})
+    best = max(grid, key=lambda g: (round(g["mAP"], 6), round(g["AP50"], 6), -g["link_iou_thresh"], g["link_max_age"]))
+    print("tune (train split, video mAP %): rows link_iou_thresh, columns link_max_age", flush=True)
+    print("iou\\age " + " ".join(f"{a:>6d}" for a in AGE_GRID))
+    for iou in IOU_GRID:
+        print(f"{iou:7.2f} " + " ".join(f"{100 * g['mAP']:6.2f}" for g in grid if g["link_iou_thresh"] == iou))
+    print(f"tune: best link_iou_thresh {best['link_iou_thresh']} link_max_age {best['link_max_age']} "
+          f"(train mAP {100 * best['mAP']:.2f}, AP50 {100 * best['AP50']:.2f})", flush=True)
+    return {"grid": grid, "best": best, "videos": len(cached), "frames": args.val_frames}
+
+
+FLOW_GRID = (("dis", True), ("dis", False), ("farneback", True), ("farneback", False))
+
+
+@torch.no_grad()
+def tune_flowprop(args: argparse.Namespace, ckpt: Path) -> dict:
+    """The flow baseline's flow estimator x chaining, chosen on the TRAIN split
+    (``--tune-videos`` videos), by video mAP (ties: AP50)."""
+    from vosbench.metrics import build_evaluator
+
+    a = argparse.Namespace(**vars(args))
+    a.train_videos, a.frames = args.tune_videos, args.val_frames
+    ds = dataset(a, "train")
+    grid = []
+    for flow, chain in FLOW_GRID:
+        model = build(method_cfg("maskprop_flowprop_tiny", weights=str(ckpt), flow=flow, flow_chain=chain),
+                      METHODS).eval()
+        ev = build_evaluator("ytvis")
+        ev.reset()
+        for sample in ds:
+            ev.process(sample, model.predict(sample).materialize())
+        r = ev.evaluate()
+        grid.append({"flow": flow, "flow_chain": chain, **{k: r[k] for k in KEYS}})
+        print(f"tune flowprop (train): flow {flow:9s} chain {chain!s:5s} " +
+              "  ".join(f"{k} {100 * r[k]:.2f}" for k in KEYS), flush=True)
+    best = max(grid, key=lambda g: (round(g["mAP"], 6), round(g["AP50"], 6)))
+    print(f"tune flowprop: best flow {best['flow']} flow_chain {best['flow_chain']}", flush=True)
+    return {"grid": grid, "best": best, "videos": len(ds), "frames": args.val_frames}
+
+
+def evaluate(args: argparse.Namespace, ckpt: Path, tuned: dict | None = None,
+             tuned_flow: dict | None = None) -> dict:
     from vosbench.metrics import build_evaluator
 
     ds = dataset(args, "val")
     variants = {
         "maskprop": ("maskprop_tiny", {}),
         "maskprop (no refinement)": ("maskprop_tiny", {"refine_at_test": False}),
+        "maskprop_flowprop": ("maskprop_flowprop_tiny", {}),
         "maskprop_framelink": ("maskprop_framelink_tiny", {}),
     }
+    if tuned is not None:
+        variants["maskprop_framelink (tuned on train)"] = (
+            "maskprop_framelink_tiny", {"link_iou_thresh": tuned["link_iou_thresh"],
+                                        "link_max_age": tuned["link_max_age"]})
+    if tuned_flow is not None:
+        variants["maskprop_flowprop (tuned on train)"] = (
+            "maskprop_flowprop_tiny", {"flow": tuned_flow["flow"], "flow_chain": tuned_flow["flow_chain"]})
+    if args.only:
+        variants = {k: v for k, v in variants.items() if any(o == k.split(" ")[0] for o in args.only)}
     results = {}
     for label, (cfg_name, extra) in variants.items():
         refine = extra.pop("refine_at_test", True)
@@ -291,6 +373,16 @@ def main() -> None:
     ap.add_argument("--oracle", action="store_true",
                     help="also the diagnostic upper bound: detector masks with GT identities and labels")
     ap.add_argument("--json", type=Path, default=None, help="also write the metrics here")
+    ap.add_argument("--tune-framelink", action="store_true",
+                    help="grid-search the baseline's link_iou_thresh x link_max_age on the train split "
+                         "(--tune-videos videos of --val-frames frames), then evaluate the best on val")
+    ap.add_argument("--tune-flowprop", action="store_true",
+                    help="choose the flow baseline's estimator (dis / farneback) and chaining on the train split")
+    ap.add_argument("--tune-videos", type=int, default=48)
+    ap.add_argument("--only", nargs="*", default=None,
+                    help="evaluate only these rows (maskprop, maskprop_flowprop, maskprop_framelink)")
+    ap.add_argument("--prop-train-masks", choices=("gt", "predicted"), default="gt",
+                    help="method.prop_train_masks while training (the masks propagated by eq. 2)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
@@ -298,12 +390,25 @@ def main() -> None:
     ckpt = args.eval_only or train(args)
     if args.no_eval:
         return
-    results = evaluate(args, Path(ckpt))
+    tuned = tune_framelink(args, Path(ckpt)) if args.tune_framelink else None
+    tuned_flow = tune_flowprop(args, Path(ckpt)) if args.tune_flowprop else None
+    results = evaluate(args, Path(ckpt), tuned["best"] if tuned else None,
+                       tuned_flow["best"] if tuned_flow else None)
+    if tuned:
+        results["framelink_tuning"] = tuned
+    if tuned_flow:
+        results["flowprop_tuning"] = tuned_flow
     for what, get in (("video mAP", lambda r: r["mAP"]),
                       ("class-agnostic video mAP", lambda r: r["class_agnostic"]["mAP"])):
-        mp, fl = get(results["maskprop"]), get(results["maskprop_framelink"])
-        print(f"{what}: maskprop / framelink = {100 * mp:.1f} / {100 * fl:.1f} "
-              f"(ratio {mp / fl if fl > 0 else math.inf:.2f})")
+        if "maskprop" not in results:
+            break
+        mp = get(results["maskprop"])
+        for base in ("maskprop_flowprop", "maskprop_flowprop (tuned on train)", "maskprop_framelink",
+                     "maskprop_framelink (tuned on train)"):
+            if base in results:
+                fl = get(results[base])
+                print(f"{what}: maskprop / {base} = {100 * mp:.1f} / {100 * fl:.1f} "
+                      f"(lead {100 * (mp - fl):+.1f} points, ratio {mp / fl if fl > 0 else math.inf:.2f})")
     if args.json:
         tmp = args.json.with_suffix(".tmp")
         tmp.write_text(json.dumps(results, indent=2, default=float))

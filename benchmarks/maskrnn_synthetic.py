@@ -3,7 +3,8 @@
 Two sub-commands; the measured numbers are in ``benchmarks/RESULTS.md``.
 
 ``train``: trains the tiny MaskRNN (``configs/method/maskrnn_tiny.yaml`` + ``--set key=value``
-overrides) on the synthetic train split for a wall-clock budget. The paper's two offline stages
+overrides) on the synthetic train split for a wall-clock budget (``--minutes``) or a fixed
+number of steps (``--iters``, with ``--recurrent-from`` for the stage switch). The paper's two offline stages
 are kept: single frames with perturbed previous masks for the first ``--single-frac`` of the
 budget, then recurrent clips with back-propagation through time. Adam with a cosine learning
 rate decay over the budget. Writes ``<out>/model_final.pth`` (a vosbench checkpoint holding the
@@ -13,6 +14,9 @@ model weights only) and ``<out>/train_log.json``.
 on the held-out synthetic val split (``vosbench.engine.inference_on_dataset`` + the ``davis2017``
 evaluator) and prints a markdown table.
 
+    # the committed checkpoint (#16): the budget of the previous one, 422 steps, switch at 174
+    OMP_NUM_THREADS=1 python benchmarks/maskrnn_synthetic.py train --iters 422 --recurrent-from 174 \
+        --frames 5 --out outputs/e16_tiny_meanbce
     OMP_NUM_THREADS=1 python benchmarks/maskrnn_synthetic.py train --minutes 13 --out outputs/mrnn_full
     OMP_NUM_THREADS=1 python benchmarks/maskrnn_synthetic.py train --minutes 13 --set warp_mask=false \\
         --out outputs/mrnn_nowarp
@@ -170,26 +174,36 @@ def train(args) -> None:
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=args.lr)
     budget = args.minutes * 60.0
+    # --iters: a fixed number of steps (reproducible on a shared CPU) instead of the wall-clock
+    # budget; the cosine decay and the stage switch then count steps.
+    by_iters = args.iters is not None
+    total = float(args.iters) if by_iters else budget
+    switch_at = (args.recurrent_from if args.recurrent_from is not None
+                 else args.single_frac * total) if by_iters else args.single_frac * budget
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     log, it, recurrent_from = [], 0, None
     run_avg: dict[str, float] = {}
+    cpu0 = time.process_time()
     for batch in loader:
         elapsed = time.time() - t0
-        if elapsed >= budget:
+        progress = it if by_iters else elapsed
+        if progress >= total:
             break
-        if recurrent_from is None and model.recurrent and elapsed >= args.single_frac * budget:
+        if recurrent_from is None and model.recurrent and progress >= switch_at:
             recurrent_from = it
             model.single_frame_iters = int(model.train_iter)
-        for g in opt.param_groups:  # cosine decay over the wall-clock budget
-            g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(elapsed / budget, 1.0)))
+        for g in opt.param_groups:  # cosine decay over the budget (steps or wall clock)
+            g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * min(progress / total, 1.0)))
         losses = model.training_step(batch)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         it += 1
+        for k in [k for k in run_avg if k not in losses]:
+            del run_avg[k]  # e.g. loss_box after the switch to the recurrent stage
         for k, v in losses.items():
             fv = float(v.detach())
             run_avg[k] = 0.95 * run_avg.get(k, fv) + 0.05 * fv
@@ -202,10 +216,11 @@ def train(args) -> None:
     model.eval()
     save_checkpoint(out / "model_final.pth", model, iteration=it, config=cfg)
     summary = {"iterations": it, "recurrent_from_iter": recurrent_from,
-               "wall_s": round(time.time() - t0, 1), "data": source, "args": vars(args),
+               "wall_s": round(time.time() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
+               "data": source, "args": vars(args),
                "config": cfg, "log": log}
     (out / "train_log.json").write_text(json.dumps(summary, indent=1))
-    print(json.dumps({k: summary[k] for k in ("iterations", "recurrent_from_iter", "wall_s", "data")}))
+    print(json.dumps({k: summary[k] for k in ("iterations", "recurrent_from_iter", "wall_s", "cpu_s", "data")}))
 
 
 def evaluate(args) -> None:
@@ -253,7 +268,12 @@ def main() -> None:
     t.add_argument("--minutes", type=float, default=13.0)
     t.add_argument("--single-frac", type=float, default=0.5,
                    help="fraction of the budget for the single-frame stage (then recurrent)")
-    t.add_argument("--frames", type=int, default=4, help="clip length for BPTT (paper: 7)")
+    t.add_argument("--iters", type=int, default=None,
+                   help="train for this many steps instead of --minutes (reproducible budget)")
+    t.add_argument("--recurrent-from", type=int, default=None,
+                   help="with --iters: first step of the recurrent stage (default single-frac * iters)")
+    t.add_argument("--frames", type=int, default=4,
+                   help="clip length (with next_frame_flow the last frame only gives the forward flow)")
     t.add_argument("--max-stride", type=int, default=2)
     t.add_argument("--batch", type=int, default=4)
     t.add_argument("--lr", type=float, default=3e-3)

@@ -1,21 +1,16 @@
 #!/usr/bin/env python
 """Run a benchmark suite and print its leaderboard: the main job of vosbench.
 
-    python tools/bench.py                    # default suite, ~10 min on a 2-core CPU
-    python tools/bench.py davis2017 --davis2017-root /data/DAVIS --verify
-    python tools/bench.py --help
-
-Everything lives in ``vosbench/bench/`` (suites, cache, runner, report); this file only makes the
-repository importable when it is not pip-installed.
+Thin wrapper for a clone: the code is ``vosbench.cli.bench`` (installed as ``vosbench bench``).
 """
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-if str(REPO) not in sys.path:
+if str(REPO) not in sys.path:  # run from a clone without install
     sys.path.insert(0, str(REPO))
 
-from vosbench.bench.cli import main  # noqa: E402
+from vosbench.cli.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

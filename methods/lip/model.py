@@ -8,8 +8,9 @@ online inference constraints of §3.3/§5.1. See ``methods/lip/README.md`` for t
 
 Training (``training_step``) has two offline stages, picked by ``stage``:
 
-* ``"image"`` (§4.1.1): every annotated frame is an independent image, hidden states are zero,
-  one generic foreground class (our stand-in for COCO classes), class-agnostic boxes/masks.
+* ``"image"`` (§4.1.1): every annotated frame is an independent image (COCO: ``dataset=coco``),
+  hidden states are zero, the id head learns the dataset's classes (``num_ids: 80`` on COCO) or one
+  generic foreground class (``num_ids: 1``), class-agnostic boxes/masks.
 * ``"video"`` (§4.1.2): clips run through the recurrence; everything but the backbone trains;
   the gradient is stopped every ``recurrence`` frames (4 -> 8 frames); clips are reversed with
   probability ``reverse_prob``; GT boxes come from masks widened by ``box_widen`` (10 %); the id
@@ -114,6 +115,76 @@ def select_per_id(boxes: Tensor, scores: Tensor, labels: Tensor, obj_ids: Sequen
     return chosen_idx, chosen_cls
 
 
+def online_id_labels(proposals: Tensor, boxes: Tensor, classes: Tensor, confident: Tensor, *,
+                     fg_iou: float = 0.5, bg_iou: float = 0.5) -> Tensor:
+    """Id labels of a frame's proposals for the id-head fine-tuning during inference (§3.3).
+
+    The paper sets the box of a detection with a "high enough id prediction score" as ground
+    truth. Each proposal is matched to the selected detection (one per tracked object) it
+    overlaps most, as Mask R-CNN's RoI sampling matches proposals to ground truth:
+
+    * positive (that detection's id class): IoU >= ``fg_iou`` and the detection is confident;
+    * ignored (-1): IoU >= ``bg_iou`` with a detection that is not confident, or between the two
+      thresholds. The object is tracked there, so it is no evidence for background; a score
+      below the confidence threshold is no evidence for its id either;
+    * negative (0, background): IoU < ``bg_iou`` with every selected detection.
+
+    The thresholds default to the RoI heads' matcher (0.5 / 0.5, Mask R-CNN's); the caller
+    passes the heads' own values.
+
+    Args:
+        proposals: Tensor[P, 4] xyxy; boxes: Tensor[K, 4] the selected detections (same
+            coordinates); classes: Tensor[K] int64 their id classes (>= 1); confident: Tensor[K]
+            bool, id score above the confidence threshold.
+    Returns:
+        Tensor[P] int64: id class, 0 (background) or -1 (ignored).
+    """
+    P = int(proposals.shape[0])
+    if boxes.shape[0] == 0:
+        return torch.zeros(P, dtype=torch.int64, device=proposals.device)
+    best, arg = box_iou(proposals, boxes.to(proposals)).max(1)  # [P]
+    classes = classes.to(proposals.device)
+    confident = confident.to(proposals.device)
+    labels = torch.full((P,), -1, dtype=torch.int64, device=proposals.device)
+    labels[best < bg_iou] = 0
+    pos = (best >= fg_iou) & confident[arg]
+    labels[pos] = classes[arg][pos]
+    return labels
+
+
+def mirror_state(hidden: Sequence[Tensor], *, content_width: int, padded_width: int) -> tuple[Tensor, ...]:
+    """Mirror a Conv-GRU memory horizontally about the image content (online hflip view).
+
+    A frame of ``content_width`` resized pixels is padded on the right to ``padded_width``
+    (a multiple of 32); its mirror image is padded on the right as well, so flipping the whole
+    padded map would shift the content by the padding. Cell ``j`` of a level with ``w`` cells
+    (stride ``s = padded_width / w``) is centred at ``x = (j + 0.5) s``; the mirrored frame shows
+    there what the frame shows at ``content_width - x``, i.e. at cell position ``n - 1 - j`` with
+    ``n = content_width / s`` (fractional when the content is not a multiple of the stride:
+    linear interpolation of the two neighbouring cells). Cells centred in the padding keep the
+    padding cells' state. With ``content_width == padded_width`` this is a plain flip.
+
+    Args:
+        hidden: per level Tensor[B, C, h_l, w_l] (one video, all levels of one frame).
+        content_width, padded_width: resized image width and batched (padded) width, pixels.
+    Returns:
+        tuple of Tensor[B, C, h_l, w_l].
+    """
+    out = []
+    for h in hidden:
+        w = int(h.shape[-1])
+        n = w * float(content_width) / float(padded_width)
+        j = torch.arange(w, device=h.device, dtype=torch.float64)
+        src = (n - 1 - j).clamp(0, w - 1)
+        lo = src.floor().long().clamp(max=max(w - 2, 0))
+        hi = (lo + 1).clamp(max=w - 1)
+        frac = (src - lo).to(h.dtype)
+        mirrored = h[..., lo] * (1 - frac) + h[..., hi] * frac
+        inside = ((j + 0.5) < n).to(h.device)
+        out.append(torch.where(inside, mirrored, h))
+    return tuple(out)
+
+
 def _key_hash(video_id: str, obj_id: int) -> int:
     """Stable 62-bit id of (video, object) for the training-id table (no Python ``hash``)."""
     h = hashlib.blake2b(f"{video_id}\x00{int(obj_id)}".encode(), digest_size=8).digest()
@@ -127,8 +198,9 @@ class LIP(VideoMethod):
     Args (keyword-only; paper values in ``configs/method/lip.yaml``):
         backbone: FPN backbone module (``BACKBONES`` contract, keys '0'..'3', 'pool').
         stage: offline training stage, ``"image"`` or ``"video"`` (see module docstring).
-        num_ids: id classes of the offline id layer (without background): 1 for the image stage,
-            the capacity of the training-id table for the video stage.
+        num_ids: id classes of the offline id layer (without background). Image stage: the
+            dataset's classes (80 on COCO, labels 1..80) or 1 (one foreground class); video stage:
+            the capacity of the training-id table.
         zero_hidden_state: Table-3 ablation, hidden states fixed at zero (train and test).
         gru_kernel, norm_groups, path_augmentation: Conv-GRU / GN / PANet-style augmentation.
         min_size, max_size: input resize (torchvision semantics; a tuple of min sizes trains
@@ -217,6 +289,9 @@ class LIP(VideoMethod):
         if len(anchor_sizes) != 5:
             raise ValueError(f"LIP: the RPN runs on 5 FPN levels, got {len(anchor_sizes)} anchor sizes")
         c = backbone.out_channels
+        # The backbone parameters its builder left trainable (``trainable_layers``): the stages
+        # only ever freeze/unfreeze within this set, so a frozen stem stays frozen in stage 1.
+        self._backbone_trainable = frozenset(n for n, p in backbone.named_parameters() if p.requires_grad)
         self.stage = stage
         self.num_ids = num_ids
         self.zero_hidden_state = zero_hidden_state
@@ -280,10 +355,16 @@ class LIP(VideoMethod):
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        from vosbench.models.weights import weights_policy
+
         cfg = dict(cfg)
         bb = cfg.get("backbone")
         if isinstance(bb, dict) or (bb is not None and hasattr(bb, "keys") and not isinstance(bb, nn.Module)):
-            cfg["backbone"] = build(bb, BACKBONES)
+            # A trained LIP checkpoint (`weights`, or the earlier stage's `pretrained`) is loaded
+            # strictly by __init__ and overwrites every backbone tensor: the ImageNet file is not
+            # needed then (vosbench.models.weights, `covered_by`).
+            with weights_policy(covered_by=cfg.get("weights") or cfg.get("pretrained") or None):
+                cfg["backbone"] = build(bb, BACKBONES)
         for k in ("anchor_sizes", "aspect_ratios", "min_size"):
             v = cfg.get(k)
             if isinstance(v, list):
@@ -293,13 +374,15 @@ class LIP(VideoMethod):
         return cfg
 
     def set_stage(self, stage: str) -> None:
-        """Switch the offline training stage (freezes the backbone for ``"video"``)."""
+        """Switch the offline training stage: ``"video"`` freezes the backbone (§4.1.2),
+        ``"image"`` trains the backbone parameters its builder left trainable
+        (``backbone.trainable_layers``; the others stay frozen in every stage)."""
         if stage not in STAGES:
             raise ValueError(f"LIP: stage must be one of {STAGES}, got {stage!r}")
         self.stage = stage
         frozen = stage == "video" and self.freeze_backbone_in_video
-        for p in self.detector.backbone.parameters():
-            p.requires_grad_(not frozen)
+        for n, p in self.detector.backbone.named_parameters():
+            p.requires_grad_(not frozen and n in self._backbone_trainable)
 
     def replace_id_layer(self, num_ids: int) -> None:
         """A fresh last id layer with ``num_ids`` + 1 outputs (§4.1.2), resetting the id table."""
@@ -359,25 +442,48 @@ class LIP(VideoMethod):
         """Losses of one batch of clips (keys ``loss_*``: torchvision's Mask R-CNN losses).
 
         ``stage="image"``: all annotated frames as independent images, zero hidden state,
-        label 1 for every object. ``stage="video"``: the clips run through the Conv-GRU.
+        per-class labels (``_image_labels``). ``stage="video"``: the clips run through the Conv-GRU.
         """
         self.detector.train()
         losses = self._image_step(batch) if self.stage == "image" else self._video_step(batch)
         # torchvision's "classifier" is LIP's id head.
         return {("loss_id" if k == "loss_classifier" else k): v for k, v in losses.items()}
 
+    def _image_labels(self, batch: VideoBatch, b: int) -> Tensor:
+        """Classes of clip ``b``'s objects in the image stage, Tensor[O_b] int64 in 1..num_ids.
+
+        ``num_ids == 1``: one generic foreground class (class-agnostic data such as DAVIS frames).
+        ``num_ids > 1``: the dataset's contiguous category labels (COCO: 1..80, §4.1.1 "learns to
+        differentiate general objects by classes defined on Ms-COCO"); data without labels
+        (``-1``) or with labels beyond ``num_ids`` is an error, never a silent class 1.
+        """
+        n = int(batch.obj_valid[b].sum())
+        if self.num_ids == 1:
+            return torch.ones(n, dtype=torch.int64)
+        labels = batch.labels[b][batch.obj_valid[b]].to(torch.int64).cpu()
+        bad = (labels < 1) | (labels > self.num_ids)
+        if bool(bad.any()):
+            vid = batch.samples[b].video_id if batch.samples else str(b)
+            raise ValueError(
+                f"LIP image stage: method.num_ids={self.num_ids} trains per-class labels 1..{self.num_ids}, "
+                f"but {vid!r} has labels {labels.tolist()} (-1 = class-agnostic data); use a dataset "
+                "with category labels (dataset=coco) or method.num_ids=1 (one foreground class)")
+        return labels
+
     def _image_step(self, batch: VideoBatch) -> dict[str, Tensor]:
-        images, targets = [], []
+        images, targets, sizes = [], [], []
+        clip_sizes = self.detector.draw_min_size(batch.batch_size)  # one scale per clip (§5.1)
         for b in range(batch.batch_size):
-            n = int(batch.obj_valid[b].sum())
+            labels = self._image_labels(batch, b)
             for t in range(batch.num_frames):
                 if not bool(batch.annotated[b, t]):
                     continue
                 images.append(batch.images[b, t])
-                targets.append(self._targets(batch, b, t, torch.ones(n, dtype=torch.int64), 0.0))
+                targets.append(self._targets(batch, b, t, labels, 0.0))
+                sizes.append(clip_sizes[b])
         if not images:
             raise ValueError("LIP image stage: the batch has no annotated frame")
-        out = self.detector(images, targets, neck_state=None)  # zero hidden states (§4.1.1)
+        out = self.detector(images, targets, neck_state=None, min_size=sizes)  # zero hidden states (§4.1.1)
         return out.losses
 
     def _video_step(self, batch: VideoBatch) -> dict[str, Tensor]:
@@ -389,6 +495,9 @@ class LIP(VideoMethod):
         if self.reverse_prob > 0 and float(torch.rand(())) < self.reverse_prob:
             order = order[::-1]  # no causal reasoning in the task: reversed clips are new data
         frozen = self.freeze_backbone_in_video
+        # One scale per clip, drawn once (training RNG) and used for every frame: the Conv-GRU
+        # state keeps its shape and the memory never sees a scale change within a clip.
+        clip_sizes = det.draw_min_size(B)
         state = None
         totals: dict[str, Tensor] = {}
         counted = 0
@@ -397,7 +506,7 @@ class LIP(VideoMethod):
                 state = tuple(h.detach() for h in state)  # stop the gradient (4 -> 8 frames)
             images = [batch.images[b, t] for b in range(B)]
             targets = [self._targets(batch, b, t, labels[b], self.box_widen) for b in range(B)]
-            image_list, targets_r = det.transform(images, targets)
+            image_list, targets_r = det.resize(images, targets, min_size=clip_sizes)
             with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
                 feats = det.backbone(image_list.tensors)
             feats, state = det.neck(feats, state)
@@ -440,7 +549,8 @@ class LIP(VideoMethod):
         Args:
             views: (image_list, features, resized targets) per augmented view of the frame.
         Returns:
-            a log record (iterations run, heads still active at the end, last losses).
+            a log record (iterations run, heads still active at the end, last losses, and
+            ``loss_curve``: the summed loss of the active heads at every iteration).
         """
         heads = st.heads
         assert heads is not None
@@ -450,7 +560,7 @@ class LIP(VideoMethod):
         opt = torch.optim.SGD([p for p in heads.parameters() if p.requires_grad],
                               lr=self.finetune_lr, momentum=0.9, weight_decay=1e-4)
         stopper = HeadEarlyStopping(self.finetune_thresholds)
-        it, active, last = 0, list(HEAD_LOSSES), {}
+        it, active, last, curve = 0, list(HEAD_LOSSES), {}, []
         try:
             for it in range(self.finetune_iters):
                 image_list, feats, targets = views[it % len(views)]
@@ -461,6 +571,7 @@ class LIP(VideoMethod):
                 last = {k: float(v.detach()) for k, v in losses.items()}
                 if total is None:  # every head below its threshold: early stop
                     break
+                curve.append(round(float(total.detach()), 5))
                 opt.zero_grad(set_to_none=True)
                 total.backward()
                 opt.step()
@@ -469,27 +580,34 @@ class LIP(VideoMethod):
         finally:
             bp.detach_id_input = False
             heads.eval()
-        return {"iters": it, "active_heads": active, "losses": last}
+        return {"iters": it, "active_heads": active, "losses": last, "loss_curve": curve}
 
     def _finetune_id_layer(self, st: LIPVideoState, box_feats: Tensor, proposals: Tensor,
-                           boxes: Tensor, classes: Tensor) -> int:
+                           boxes: Tensor, classes: Tensor, confident: Tensor) -> int:
         """Light fine-tuning of the last id layer during inference (§3.3): confident detections
-        become pseudo ground truth; features of this frame's proposals are reused.
+        become pseudo ground truth; features of this frame's proposals are reused. Labels:
+        ``online_id_labels`` (proposals on a tracked but unconfident object are ignored, not
+        negatives).
 
         Args:
             box_feats: Tensor[P, R] box-head representations of this frame's proposals.
-            proposals: Tensor[P, 4]; boxes: Tensor[K, 4] pseudo-GT (resized coordinates);
-            classes: Tensor[K] their id classes.
+            proposals: Tensor[P, 4]; boxes: Tensor[K, 4] every detection selected in this frame
+                (resized coordinates); classes: Tensor[K] their id classes; confident:
+                Tensor[K] bool, id score above ``online_id_score`` (the pseudo ground truth).
         Returns:
             iterations run.
         """
         rh = st.heads.roi_heads  # type: ignore[union-attr]
-        iou = box_iou(proposals, boxes)  # [P, K]
-        best, arg = iou.max(1)
-        labels = torch.where(best >= rh.proposal_matcher.high_threshold, classes[arg], torch.zeros_like(arg))
+        labels = online_id_labels(proposals, boxes, classes, confident,
+                                  fg_iou=rh.proposal_matcher.high_threshold,
+                                  bg_iou=rh.proposal_matcher.low_threshold)
+        keep = labels >= 0
+        if not bool(keep.any()):
+            return 0
+        labels = labels[keep]
         layer = rh.box_predictor.cls_score
         opt = torch.optim.SGD(layer.parameters(), lr=self.online_id_lr, momentum=0.9)
-        feats = box_feats.detach()
+        feats = box_feats.detach()[keep]
         it = 0
         for it in range(1, self.online_id_iters + 1):
             loss = focal_loss(layer(feats), labels, gamma=self.criterion.focal_gamma)
@@ -536,7 +654,7 @@ class LIP(VideoMethod):
             conf = scores[idx] > self.online_id_score
             if self.online_id_iters > 0 and bool(conf.any()):
                 with torch.enable_grad():
-                    ft_iters = self._finetune_id_layer(st, box_feats, proposals[0], boxes[idx][conf], cls[conf])
+                    ft_iters = self._finetune_id_layer(st, box_feats, proposals[0], boxes[idx], cls, conf)
         return out, ft_iters
 
     # ------------------------------------------------------------------ online: streaming
@@ -556,7 +674,8 @@ class LIP(VideoMethod):
         views = []
 
         def add(img: Tensor, msk: Tensor, il, fts, h_out) -> None:
-            _, tr = self.detector.transform([img], [targets_from_masks(msk, classes, box_widen=self.box_widen)])
+            # Eval mode: the test size min_size[-1], the same as every frame of the video.
+            _, tr = self.detector.resize([img], [targets_from_masks(msk, classes, box_widen=self.box_widen)])
             views.append((il, fts, tr[0]))
             if memory:
                 il_m, fts_m, _ = self._features(img, h_out)
@@ -564,8 +683,13 @@ class LIP(VideoMethod):
 
         add(image, masks, image_list, feats, hidden_out)
         if self.finetune_hflip:
-            # Mirror the input and its memory: exact at a video's first frame (zero state).
-            flip_hidden = None if hidden_in is None else tuple(h.flip(-1) for h in hidden_in)
+            # Mirror the input and its memory (exact at a video's first frame: zero state). The
+            # memory is mirrored about the image content, not the padded canvas: the resized
+            # frame is padded on the right to a multiple of 32 (DAVIS 854 -> 864), and the
+            # mirrored frame is padded on the right too (mirror_state).
+            flip_hidden = None if hidden_in is None else mirror_state(
+                hidden_in, content_width=int(image_list.image_sizes[0][1]),
+                padded_width=int(image_list.tensors.shape[-1]))
             il_f, feats_f, flip_out = self._features(image.flip(-1), flip_hidden)
             add(image.flip(-1), masks.flip(-1), il_f, feats_f, flip_out)
         return views
@@ -656,4 +780,4 @@ class LIP(VideoMethod):
             num_frames=sample.num_frames, meta=meta)
 
 
-__all__ = ["LIP", "LIPVideoState", "OnlineHeads", "select_per_id"]
+__all__ = ["LIP", "LIPVideoState", "OnlineHeads", "mirror_state", "online_id_labels", "select_per_id"]

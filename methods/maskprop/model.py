@@ -13,9 +13,13 @@ detections.
 """
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import random
+import time
 from collections import OrderedDict
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +37,8 @@ from vosbench.structures.masks import masks_to_boxes
 from .heads import MaskPropagationHead, MaskRefinementHead
 from .losses import propagation_loss, refinement_loss
 from .tracking import ClipTrack, GreedyMaskLinker, VideoAggregator, VideoLevelLinker
+
+logger = logging.getLogger("vosbench")
 
 
 # ----------------------------------------------------------------------------- grid helpers
@@ -78,8 +84,12 @@ class _FrameState:
     """What inference keeps per frame while its clips are processed."""
 
     def __init__(self, feat: Tensor, image_size: tuple[int, int], padded_size: tuple[int, int],
-                 boxes: Tensor, class_probs: Tensor, masks_full: Tensor, masks_grid: Tensor) -> None:
+                 boxes: Tensor, class_probs: Tensor, masks_full: Tensor, masks_grid: Tensor,
+                 image: Tensor | None = None) -> None:
         self.feat = feat                    # Tensor[1, C, gh, gw] propagation level
+        self.image = image                  # Tensor[3, H, W] in 0-1 (the flow baseline reads it)
+        self.flows: dict[int, Tensor] = {}  # flow baseline: other frame b -> flow(I_this, I_b)
+        self.parts: dict[str, Tensor] | None = None  # MaskPropagationHead.frame_parts(feat), lazily
         self.image_size = image_size
         self.padded_size = padded_size
         self.boxes = boxes                  # Tensor[K, 4] xyxy original coordinates
@@ -114,13 +124,27 @@ class MaskProp(VideoMethod):
         score_thresh: detections above it feed the mask and propagation branches (paper: 0.1).
         agnostic_nms_thresh: box IoU of the class-agnostic NMS that keeps one detection per
             object (the detector's NMS is per class).
-        max_instances: at most this many detections per frame (highest scores).
+        max_instances: at most this many detections per frame (highest scores after the
+            score threshold and the class-agnostic NMS; not a paper value: the paper keeps every
+            box above 0.1). It bounds the cost per frame: every kept detection is propagated to
+            the 2K other frames of its clip (see ``MaskPropagationHead.propagate_clip``).
         match_thresh: eq. 5 threshold for reusing a video-level id.
         mask_thresh: binarisation of the final (refined) probabilities.
         max_labels: categories reported per video-level instance (each with its own score).
+        prop_train_masks: the instance masks ``M_t^i`` that training propagates: ``"gt"`` (the
+            source frame's ground truth, default) or ``"predicted"`` (the mask head's masks on the
+            ground-truth boxes, detached: what test time propagates, from a detector in training).
+        sparse_propagation: inference computes the propagation only on the cells each instance
+            can reach (``propagate_clip``, exact); False: the dense ``forward`` per frame pair.
+        refine_chunk: refinement patches per batch at output time (bounds the peak memory: one
+            patch is ``refine_channels * refine_patch^2`` floats per activation).
+        refine_max_per_frame: refine at most this many masks per frame, those of the
+            highest-scored video-level instances (the others keep their upsampled mask); None:
+            all. Not in the paper; bounds the refinement's cost per frame (see README).
         weights: a vosbench checkpoint of the whole model to load (path; missing -> error).
         detector_weights: a torchvision Mask R-CNN state dict (e.g. COCO) to initialise the
-            detector from (non-matching class heads are skipped and listed).
+            detector from (any published layout; non-matching class heads keep their init and
+            are listed); null: no detector file (the backbone's ImageNet file applies).
     """
 
     task = "vis"
@@ -152,6 +176,10 @@ class MaskProp(VideoMethod):
         match_thresh: float = 0.3,
         mask_thresh: float = 0.5,
         max_labels: int = 3,
+        prop_train_masks: str = "gt",
+        sparse_propagation: bool = True,
+        refine_chunk: int = 4,
+        refine_max_per_frame: int | None = None,
         weights: str | None = None,
         detector_weights: str | None = None,
     ) -> None:
@@ -179,44 +207,78 @@ class MaskProp(VideoMethod):
         self.match_thresh = match_thresh
         self.mask_thresh = mask_thresh
         self.max_labels = max_labels
-        if detector_weights:
-            self.load_detector_weights(detector_weights)
-        if weights:
-            from vosbench.models.weights import load_weights
+        if prop_train_masks not in ("gt", "predicted"):
+            raise ValueError(f"method.prop_train_masks must be 'gt' or 'predicted', got {prop_train_masks!r}")
+        self.prop_train_masks = prop_train_masks
+        self.sparse_propagation = bool(sparse_propagation)
+        self.refine_chunk = max(1, int(refine_chunk))
+        self.refine_max_per_frame = None if refine_max_per_frame is None else int(refine_max_per_frame)
+        # predict() adds wall-clock seconds per stage here when it is a dict (benchmarks)
+        self.profile: dict[str, float] | None = None
+        from vosbench.models.weights import load_weights, weights_policy
 
+        # The paper initialises from a COCO Mask R-CNN (§4.4): a given file is under the weights
+        # policy (missing -> error unless allow_random_init); null means no COCO init (detector
+        # pre-training from the ImageNet trunk, whose own policy applies). A trained checkpoint
+        # `weights` overwrites every tensor (strict), so the COCO file is not needed then.
+        self.detector_weights_report = None
+        if detector_weights:
+            with weights_policy(covered_by=weights or None):
+                self.load_detector_weights(detector_weights)
+        if weights:
             load_weights(self, weights)
+        reports = getattr(backbone, "_weights_reports", None)
+        if reports and all(r.status == "random" for r in reports) and not weights \
+                and self.detector_weights_report is None:
+            self._warn_frozen_random_trunk(backbone)
+
+    @staticmethod
+    def _warn_frozen_random_trunk(backbone: nn.Module) -> None:
+        """Frozen trunk layers keep what they hold: pretrained values normally, random ones when
+        no file was loaded (allow_random_init), which no training can fix: say so."""
+        body = getattr(backbone, "body", None)
+        if body is None:
+            return
+        frozen = [n for n in ("conv1", "layer1", "layer2", "layer3", "layer4")
+                  if hasattr(body, n) and not any(p.requires_grad for p in getattr(body, n).parameters())]
+        if frozen:
+            logger.warning("MaskProp: the backbone starts from random weights and keeps %s frozen at "
+                           "those values (backbone.trainable_layers); from random init use "
+                           "backbone.trainable_layers=5 (and norm=gn: frozen BatchNorm has no statistics "
+                           "to keep)", ", ".join(frozen))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        from vosbench.models.weights import weights_policy
+
         cfg = dict(cfg)
         if isinstance(cfg.get("backbone"), dict) or hasattr(cfg.get("backbone"), "keys"):
-            cfg["backbone"] = build(cfg["backbone"], BACKBONES)
+            # A trained checkpoint (`weights`, loaded strictly by __init__) or the COCO detector
+            # file (`detector_weights`: trunk + FPN are in it) overwrites every backbone tensor,
+            # so the ImageNet file is not needed then (vosbench.models.weights, `covered_by`).
+            cover = cfg.get("weights") or cfg.get("detector_weights") or None
+            with weights_policy(covered_by=cover) as reports:
+                cfg["backbone"] = build(cfg["backbone"], BACKBONES)
+            # __init__ warns when the trunk ends up random with frozen layers (see there)
+            cfg["backbone"]._weights_reports = list(reports)
         for k in ("min_size", "prop_dilations"):
             if isinstance(cfg.get(k), list):
                 cfg[k] = tuple(cfg[k])
         return cfg
 
-    def load_detector_weights(self, path: str) -> None:
+    def load_detector_weights(self, path: str | None) -> None:
         """Initialise the detector from a torchvision ``maskrcnn_*`` state dict (COCO weights).
 
-        The torchvision key layout (``backbone.*``, ``rpn.*``, ``roi_heads.*``) is the detector's.
-        Class-dependent layers whose shapes differ (81 COCO classes vs ours) are skipped; the
-        skipped and missing keys are kept in ``self.detector_weights_report``.
+        Goes through ``MaskRCNNBase.load_torchvision_weights``: any published layout (the COCO
+        file is in the pre-0.13 one) loads through torchvision's upgrade hooks; every key must
+        fit except the class-dependent layers (81 COCO classes vs ours), which keep their init.
+        What was loaded / kept is in ``self.detector_weights_report`` (a ``LoadReport``).
 
         Raises:
-            FileNotFoundError: ``path`` does not exist (nothing is downloaded).
+            MissingWeightsError: no file (nothing is downloaded) and random init not allowed.
+            WeightsError: the file does not fit the detector (keys listed).
         """
-        from vosbench.models.weights import read_state_dict
-
-        sd = read_state_dict(path)
-        own = self.detector.state_dict()
-        keep = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
-        if not keep:
-            raise ValueError(f"MaskProp detector_weights {path!r}: no key fits the detector "
-                             f"(first keys: {sorted(sd)[:5]})")
-        self.detector.load_state_dict(keep, strict=False)
-        self.detector_weights_report = {"skipped": sorted(set(sd) - set(keep)),
-                                        "missing": sorted(set(own) - set(keep))}
+        self.detector_weights_report = self.detector.load_torchvision_weights(path)
 
     # --------------------------------------------------------------------------- training
     def training_step(self, batch: VideoBatch) -> dict[str, Tensor]:
@@ -250,7 +312,10 @@ class MaskProp(VideoMethod):
                 m, ids, labels = m[keep], ids[keep], labels[keep]
                 targets.append({"boxes": masks_to_boxes(m.cpu()).to(dev), "labels": labels,
                                 "masks": m.to(torch.uint8), "obj_ids": ids})
-        image_list, targets_t, features, _ = self.detector.extract_features(images, targets)
+        # One scale per clip (drawn with the training RNG), the same for all T frames of a clip:
+        # the propagation never learns to warp across a scale change that test time lacks.
+        sizes = [s for s in self.detector.draw_min_size(B) for _ in range(T)]
+        image_list, targets_t, features, _ = self.detector.extract_features(images, targets, min_size=sizes)
         # ---- Mask R-CNN losses
         src = []
         for b in range(B):
@@ -276,7 +341,12 @@ class MaskProp(VideoMethod):
                 continue
             i_src = b * T + s
             src_ids = targets_t[i_src]["obj_ids"]
-            inst = padded_to_grid(targets_t[i_src]["masks"].float(), padded, grid)        # [N, gh, gw]
+            if self.prop_train_masks == "predicted":
+                src_masks = self._predicted_masks_on_gt(features, i_src, targets_t[i_src],
+                                                        tuple(image_list.image_sizes[i_src]))
+            else:
+                src_masks = targets_t[i_src]["masks"].float()
+            inst = padded_to_grid(src_masks, padded, grid)                                # [N, gh, gw]
             for t in range(T):
                 # the source frame's own masks come from the mask head (frame-level masks), so
                 # only the other frames of the clip are propagation targets
@@ -307,6 +377,33 @@ class MaskProp(VideoMethod):
             for k in ("loss_objectness", "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask"):
                 losses[k] = zero + sum(p.sum() * 0.0 for p in self.detector.parameters())
         return losses
+
+    @torch.no_grad()
+    def _predicted_masks_on_gt(self, features: "OrderedDict[str, Tensor]", index: int,
+                               target: dict[str, Tensor], image_size: tuple[int, int]) -> Tensor:
+        """The mask head's masks for the ground-truth boxes of one training frame, detached.
+
+        ``prop_train_masks="predicted"``: the propagation then learns from masks like the ones
+        it gets at test time (the mask head's, with their errors) instead of the ground truth.
+        The ground-truth boxes keep each mask tied to its object id (detections would need a
+        matching step that can fail early in training); no gradient flows into the mask head
+        from eq. 2, as at test time.
+
+        Returns:
+            Tensor[N, h, w] probabilities in the resized image (the ground truth's canvas).
+        """
+        from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+        det = self.detector
+        boxes, labels = target["boxes"], target["labels"]
+        h, w = target["masks"].shape[-2:]
+        if len(boxes) == 0:
+            return target["masks"].float()
+        feats = OrderedDict((k, v[index:index + 1]) for k, v in features.items())
+        x = det.roi_features(feats, [boxes], [image_size], kind="mask")                    # [N, C, 14, 14]
+        logits = det.roi_heads.mask_predictor(det.roi_heads.mask_head(x))                 # [N, classes, 28, 28]
+        probs = logits[torch.arange(len(labels), device=logits.device), labels].sigmoid()  # [N, 28, 28]
+        return paste_masks_in_image(probs[:, None], boxes, (h, w), padding=1)[:, 0].detach()
 
     @staticmethod
     def _gt_for(target: dict[str, Tensor], obj_ids: Tensor, padded: tuple[int, int]) -> Tensor:
@@ -344,32 +441,55 @@ class MaskProp(VideoMethod):
     # -------------------------------------------------------------------------- inference
     @torch.no_grad()
     def _frame_state(self, image: Tensor) -> _FrameState:
-        """Run the detector on one frame and keep what the clips need."""
+        """Run the detector on one frame and keep what the clips need.
+
+        The Mask R-CNN test pass (torchvision's RPN, box branch, per-class NMS, mask branch,
+        pasting), with the clip-level selection (score threshold, class-agnostic NMS,
+        ``max_instances``) moved between the box and the mask branch: the mask head and the
+        pasting then run on the kept boxes only (the mask of a box does not depend on the other
+        boxes, so the result is the same; the mask head on the detector's up to 100 boxes cost
+        ~46 GMAC per frame at the paper's width).
+        """
+        from torchvision.models.detection.roi_heads import maskrcnn_inference
+        from torchvision.models.detection.transform import resize_boxes
+
         det = self.detector
+        rh = det.roi_heads
         image = image.to(self.device)
-        out = det([image])
-        d = out.detections[0]
-        feat = out.features[self.prop_level]
-        image_size = tuple(out.image_sizes[0])
-        padded = tuple(int(s) * 1 for s in self._padded_size(out.features, feat))
         H, W = image.shape[-2:]
-        boxes, scores, masks = d["boxes"], d["scores"], d["masks"][:, 0]
+        image_list, _, features, _ = det.extract_features([image])
+        proposals, _ = det.rpn(image_list, features)
+        image_size = tuple(image_list.image_sizes[0])
+        x = rh.box_head(rh.box_roi_pool(features, proposals, image_list.image_sizes))
+        cls_logits, box_reg = rh.box_predictor(x)
+        boxes_r, scores, labels = (v[0] for v in rh.postprocess_detections(
+            cls_logits, box_reg, proposals, image_list.image_sizes))              # resized coordinates
+        feat = features[self.prop_level]
+        padded = tuple(int(s) * 1 for s in self._padded_size(features, feat))
+        boxes = resize_boxes(boxes_r, image_size, (H, W))                         # original coordinates
         keep = scores >= self.score_thresh
-        boxes, scores, masks = boxes[keep], scores[keep], masks[keep]
+        boxes, boxes_r, scores, labels = boxes[keep], boxes_r[keep], scores[keep], labels[keep]
         keep = nms(boxes, scores, self.agnostic_nms_thresh)[: self.max_instances]
-        boxes, masks = boxes[keep], masks[keep]
+        boxes, boxes_r, scores, labels = boxes[keep], boxes_r[keep], scores[keep], labels[keep]
+        if len(boxes):
+            mask_logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, [boxes_r], [image_size])))
+            probs = maskrcnn_inference(mask_logits, [labels])[0]                    # [K, 1, 28, 28]
+            masks = det.transform.postprocess([{"boxes": boxes_r, "masks": probs}], [image_size],
+                                              [(H, W)])[0]["masks"][:, 0]          # [K, H, W]
+        else:
+            masks = image.new_zeros((0, H, W))
         # full class distribution of each kept box (the detector returns one label per box)
         if len(boxes):
             sy, sx = image_size[0] / H, image_size[1] / W
             rb = boxes * torch.tensor([sx, sy, sx, sy], device=boxes.device)
-            x = det.roi_features(out.features, [rb], [image_size], kind="box")
+            x = det.roi_features(features, [rb], [image_size], kind="box")
             logits, _ = det.roi_heads.box_predictor(det.roi_heads.box_head(x))
             class_probs = logits.softmax(-1)[:, 1:]
         else:
             class_probs = boxes.new_zeros((0, self.num_classes - 1))
         grid = tuple(feat.shape[-2:])
         masks_grid = image_to_grid(masks, image_size, padded, grid)
-        return _FrameState(feat, image_size, padded, boxes, class_probs, masks, masks_grid)
+        return _FrameState(feat, image_size, padded, boxes, class_probs, masks, masks_grid, image)
 
     def _padded_size(self, features: "OrderedDict[str, Tensor]", feat: Tensor) -> tuple[int, int]:
         """Padded batch size: the stride-4 map '0' times 4 (torchvision pads to a multiple of 32)."""
@@ -384,15 +504,37 @@ class MaskProp(VideoMethod):
         if len(st.boxes) == 0:
             return []
         frames = list(range(max(0, center - self.clip_radius), min(num_frames, center + self.clip_radius + 1)))
-        masks = []
-        for f in frames:
-            if f == center:  # the frame-level masks of the mask head
-                masks.append(st.masks_grid)
-            else:            # M^i_{t, t'}: propagated by the branch
-                masks.append(self.propagation(st.feat, states[f].feat, st.masks_grid))     # [N, gh, gw]
-        masks = torch.stack(masks, dim=1)                                                 # [N, F, gh, gw]
+        others = [f for f in frames if f != center]
+        # M^i_{t, t'} for every other frame t' of the clip, all instances and targets at once
+        prop = self.propagate_instances(center, others, states)                          # [N, F-1, gh, gw]
+        # the centre frame keeps the frame-level masks of the mask head
+        at = frames.index(center)
+        masks = torch.cat([prop[:, :at], st.masks_grid[:, None], prop[:, at:]], dim=1)   # [N, F, gh, gw]
         return [ClipTrack(center, frames, masks[i].half() if masks.is_cuda else masks[i], st.class_probs[i])
                 for i in range(masks.shape[0])]
+
+    def propagate_instances(self, center: int, targets: list[int], states: dict[int, _FrameState]) -> Tensor:
+        """The propagation branch on one clip: Tensor[N, len(targets), gh, gw] probabilities.
+
+        Features of every frame come from ``states`` (one detector pass per frame, shared by the
+        2K + 1 clips that contain it), and so do the per-frame terms of the offset block
+        (``frame_parts``, computed once per frame); the N instances and the 2K targets of the
+        clip go through the branch together (``MaskPropagationHead.propagate_clip``, exact), or
+        through the dense ``forward`` per pair when ``sparse_propagation`` is off.
+        """
+        st = states[center]
+        if not targets or len(st.masks_grid) == 0:
+            return st.masks_grid.new_zeros((len(st.masks_grid), len(targets), *st.masks_grid.shape[-2:]))
+        if self.sparse_propagation:
+            head = self.propagation
+            for f in [center, *targets]:
+                if states[f].parts is None:
+                    states[f].parts = head.frame_parts(states[f].feat)
+            feats = torch.cat([states[f].feat for f in targets])                         # [T, C, gh, gw]
+            tgt_parts = {k: torch.cat([states[f].parts[k] for f in targets]) for k in st.parts}
+            return head.propagate_clip(st.feat, feats, st.masks_grid, src_parts=st.parts,
+                                       tgt_parts=tgt_parts, stats=self.profile)
+        return torch.stack([self.propagation(st.feat, states[f].feat, st.masks_grid) for f in targets], 1)
 
     def _norm_image(self, image: Tensor) -> Tensor:
         tr = self.detector.transform
@@ -400,13 +542,15 @@ class MaskProp(VideoMethod):
         std = torch.as_tensor(tr.image_std, device=image.device).view(3, 1, 1)
         return (image - mean) / std
 
-    def refine_masks(self, image: Tensor, probs: Tensor) -> Tensor:
+    def refine_masks(self, image: Tensor, probs: Tensor, priority: Tensor | None = None) -> Tensor:
         """High-resolution refinement of low-resolution probabilities on one frame.
 
         Args:
             image: Tensor[3, H, W] in 0-1; probs: Tensor[N, H, W] upsampled low-res masks.
+            priority: Tensor[N] (e.g. the video-level scores): with ``refine_max_per_frame``
+                set, only that many non-empty masks are refined, the highest first.
         Returns:
-            Tensor[N, H, W] refined probabilities (unchanged rows for empty masks).
+            Tensor[N, H, W] refined probabilities (unchanged rows for empty or unrefined masks).
         """
         if self.refinement is None or probs.shape[0] == 0:
             return probs
@@ -415,11 +559,22 @@ class MaskProp(VideoMethod):
         if not present.any():
             return probs
         out = probs.clone()
-        boxes = masks_to_boxes(fg[present].cpu()).to(probs.device)
+        idx = present.nonzero()[:, 0]
+        cap = self.refine_max_per_frame
+        if cap is not None and len(idx) > cap:
+            # one patch costs refine_channels^2 * 9 * 6 * refine_patch^2 MACs (131 G at 128 /
+            # 384): the cap keeps a frame's refinement cost bounded whatever the detector does
+            pr = priority[idx] if priority is not None else torch.zeros(len(idx))
+            idx = idx[torch.argsort(-pr.to(idx.device), stable=True)[:cap]].sort().values
+        boxes = masks_to_boxes(fg[idx].cpu()).to(probs.device)
         pb = self.refinement.patch_boxes(boxes)
-        rgb, m = self.refinement.crop(self._norm_image(image), probs[present], pb)
-        refined = torch.sigmoid(self.refinement(rgb, m))
-        out[present] = self.refinement.paste(refined, pb, tuple(probs.shape[-2:]))
+        norm = self._norm_image(image)
+        # patches in chunks: one 384x384 patch of 128 channels is 75 MB per activation
+        for s in range(0, len(idx), self.refine_chunk):
+            rows, boxes_c = idx[s:s + self.refine_chunk], pb[s:s + self.refine_chunk]
+            rgb, m = self.refinement.crop(norm, probs[rows], boxes_c)
+            refined = torch.sigmoid(self.refinement(rgb, m))
+            out[rows] = self.refinement.paste(refined, boxes_c, tuple(probs.shape[-2:]))
         return out
 
     @torch.no_grad()
@@ -433,15 +588,30 @@ class MaskProp(VideoMethod):
         agg = VideoAggregator()
         for t in range(n + K):
             if t < n:
-                states[t] = self._frame_state(sample.frames[t].image)
+                with self._timed("detector"):
+                    states[t] = self._frame_state(sample.frames[t].image)
                 sizes[t] = (states[t].image_size, states[t].padded_size)
             c = t - K
             if 0 <= c < n:
-                tracks = self.clip_tracks(c, states, n)
-                for tr, vid in zip(tracks, linker.add_clip(tracks)):
-                    agg.add(tr, vid)
+                with self._timed("propagation"):
+                    tracks = self.clip_tracks(c, states, n)
+                with self._timed("linking"):
+                    for tr, vid in zip(tracks, linker.add_clip(tracks)):
+                        agg.add(tr, vid)
                 states.pop(c - K, None)  # no later clip reaches back to c - K
         return self._prediction(sample, agg, sizes, refine=True)
+
+    @contextlib.contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        """Add the wall-clock seconds of the block to ``self.profile[key]`` (when profiling)."""
+        if self.profile is None:
+            yield
+            return
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.profile[key] = self.profile.get(key, 0.0) + time.perf_counter() - t0
 
     def _prediction(self, sample: VideoSample, agg: VideoAggregator, sizes: dict[int, tuple],
                     refine: bool) -> VideoPrediction:
@@ -452,6 +622,9 @@ class MaskProp(VideoMethod):
         labels = torch.tensor([e[1] for e in entries], dtype=torch.int64)
         seq_of_entry = [e[0] for e in entries]
         seqs = sorted(set(seq_of_entry))
+        seq_score: dict[int, float] = {}
+        for v, _, sc in entries:
+            seq_score[v] = max(seq_score.get(v, 0.0), sc)
 
         def frames() -> Iterator[FramePrediction]:
             for t in range(sample.num_frames):
@@ -463,7 +636,9 @@ class MaskProp(VideoMethod):
                     image_size, padded = sizes[t]
                     probs = grid_to_image(grid, image_size, padded, (H, W))
                     if refine and self.refinement is not None:
-                        probs = self.refine_masks(sample.frames[t].image.to(probs.device), probs)
+                        with self._timed("refinement"):
+                            prio = torch.tensor([seq_score[v] for v, _ in present])
+                            probs = self.refine_masks(sample.frames[t].image.to(probs.device), probs, prio)
                     by_seq = {v: (probs[k] > self.mask_thresh).cpu() for k, (v, _) in enumerate(present)}
                 empty = torch.zeros((H, W), dtype=torch.bool)
                 masks = torch.stack([by_seq.get(v, empty) for v in seq_of_entry]) if entries else \
@@ -491,12 +666,18 @@ class MaskPropFrameLink(MaskProp):
 
     @torch.no_grad()
     def predict(self, sample: VideoSample) -> VideoPrediction:
+        return self.link_frames(sample, (self._frame_state(f.image) for f in sample.frames))
+
+    @torch.no_grad()
+    def link_frames(self, sample: VideoSample, states: Iterable[_FrameState]) -> VideoPrediction:
+        """Link given per-frame detector states (one per frame, in order) into video instances.
+
+        ``predict`` feeds ``_frame_state`` of every frame; a grid search over the linking
+        parameters (``benchmarks/maskprop_synthetic.py --tune-framelink``) feeds cached ones.
+        """
         linker = GreedyMaskLinker(iou_thresh=self.link_iou_thresh, max_age=self.link_max_age)
         agg = VideoAggregator()
-        sizes: dict[int, tuple] = {}
-        for t in range(sample.num_frames):
-            st = self._frame_state(sample.frames[t].image)
-            sizes[t] = (st.image_size, st.padded_size)
+        for t, st in enumerate(states):
             # link at full resolution (the detector's masks); store on the grid like MaskProp
             # would be lossy, so keep the full-resolution masks as the frame observation
             ids = linker.step(t, st.masks_full)
@@ -527,4 +708,74 @@ class MaskPropFrameLink(MaskProp):
                                meta={"sequence_of_entry": seq_of_entry})
 
 
-__all__ = ["MaskProp", "MaskPropFrameLink", "image_to_grid", "grid_to_image"]
+@METHODS.register("maskprop_flowprop")
+class MaskPropFlowProp(MaskProp):
+    """Baseline: MaskProp with the propagation branch replaced by optical flow (Table 3's
+    "FlowNet2 propagation": "exactly the same setup as for our MaskProp, except that instance
+    masks are propagated using the optical flow").
+
+    Per-frame detections of the same detector (same checkpoint), clips of 2K + 1 frames centred
+    on every frame, eq. 4-5 linking, mask aggregation, per-category scoring and refinement are
+    MaskProp's; only ``M^i_{t, t'}`` differs: the centre frame's full-resolution mask
+    probabilities are backward-warped onto frame t' by optical flow from a FLOWS estimator
+    (FlowNet2 is not available here: DIS, Farneback, or ``raft_small``/``raft_large`` with their
+    local weights), then area-averaged to the same grid as MaskProp's clip tracks. The paper
+    does not say whether the flow is computed between t and t' directly or chained through the
+    frames in between: ``flow_chain`` chooses (chained: ``flow(I_s, I_{s-1})`` of consecutive
+    frames, each computed once per video and shared by all clips, applied step by step).
+
+    Args: MaskProp's (so ``maskprop`` checkpoints load unchanged; the propagation branch's
+    weights are loaded but unused), plus
+        flow: a FLOWS name or mapping (``configs/flow/*.yaml``), or a built ``FlowEstimator``.
+        flow_chain: warp through consecutive frames (True) or with one flow from t' to t (False).
+    """
+
+    def __init__(self, *, flow: Any = "dis", flow_chain: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        from vosbench.models.flow import build_flow
+
+        # kept outside the module tree: its tensors (RAFT) are not part of a maskprop checkpoint,
+        # so the same checkpoint loads strictly into all three registered methods
+        self.__dict__["flow"] = build_flow(flow)
+        self.flow_chain = bool(flow_chain)
+
+    def _pair_flow(self, states: dict[int, _FrameState], a: int, b: int) -> Tensor:
+        """Tensor[2, H, W] = flow(I_a, I_b) (warps frame-b values onto frame a), cached on
+        frame a's state (states leave the window with their frame, so the cache is bounded)."""
+        cache = states[a].flows
+        if b not in cache:
+            flow = self.flow.to(states[a].image.device) if isinstance(self.flow, nn.Module) else self.flow
+            cache[b] = flow(states[a].image, states[b].image)
+        return cache[b]
+
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:
+        from vosbench.models.flow import FlowEstimator, build_flow
+
+        cfg = super().from_config(cfg)
+        if cfg.get("flow") is not None and not isinstance(cfg["flow"], FlowEstimator):
+            cfg["flow"] = build_flow(dict(cfg["flow"]) if hasattr(cfg["flow"], "keys") else cfg["flow"])
+        return cfg
+
+    def propagate_instances(self, center: int, targets: list[int], states: dict[int, _FrameState]) -> Tensor:
+        """Flow-warped centre masks on every target frame -> Tensor[N, len(targets), gh, gw]."""
+        from vosbench.models.flow import warp
+
+        st = states[center]
+        grid = tuple(st.masks_grid.shape[-2:])
+        if not targets or len(st.masks_full) == 0:
+            return st.masks_grid.new_zeros((len(st.masks_grid), len(targets), *grid))
+        out: dict[int, Tensor] = {}
+        for sign in (-1, 1):
+            m, prev = st.masks_full[:, None].float(), center                       # [N, 1, H, W]
+            for f in sorted((t for t in targets if (t - center) * sign > 0), key=lambda t: abs(t - center)):
+                if self.flow_chain:   # one step: frame prev -> frame f (consecutive frames)
+                    m, prev = warp(m, self._pair_flow(states, f, prev)), f
+                else:                 # directly from the centre frame
+                    m = warp(st.masks_full[:, None].float(), self._pair_flow(states, f, center))
+                tf = states[f]
+                out[f] = image_to_grid(m[:, 0], tf.image_size, tf.padded_size, grid)
+        return torch.stack([out[f] for f in targets], 1)
+
+
+__all__ = ["MaskProp", "MaskPropFrameLink", "MaskPropFlowProp", "image_to_grid", "grid_to_image"]

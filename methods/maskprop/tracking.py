@@ -108,7 +108,6 @@ class VideoLevelLinker:
         """
         if not tracks:
             return []
-        center = tracks[0].center
         old = [(tr, v) for tr, v in self.history if set(tr.frames) & set(tracks[0].frames)]
         ids: list[int | None] = [None] * len(tracks)
         if old:
@@ -137,9 +136,10 @@ class VideoLevelLinker:
                 ids[i] = self.next_id
                 self.next_id += 1
         self.history += list(zip(tracks, ids))  # type: ignore[arg-type]
-        # a track centred at c overlaps clips up to c + 2K: drop the ones no later clip can reach
-        span = len(tracks[0].frames)
-        self.history = [(tr, v) for tr, v in self.history if tr.center > center - 2 * span]
+        # clips come in time order, so no later clip starts before this one: a track that ends
+        # before this clip's first frame can never overlap again (frees its masks)
+        first = tracks[0].frames[0]
+        self.history = [(tr, v) for tr, v in self.history if tr.frames[-1] >= first]
         return ids  # type: ignore[return-value]
 
 

@@ -108,8 +108,9 @@ def test_leaderboard_files(first_run):
     assert set(prov["config_hashes"]) == {"first_frame_copy@syn", "flow_propagation@syn"}
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 3 and "Provenance" in html
-    assert sorted(p.name for p in (out / "plots").glob("*.png")) == [
-        "j_over_time_syn.png", "jf_vs_fps_syn.png", "per_sequence_syn.png"]
+    assert sorted(p.name for p in (out / "plots").glob("*.png")) == [  # + #21: intervals, attributes
+        "attributes_syn.png", "ci_syn.png", "j_over_time_syn.png", "jf_vs_fps_syn.png",
+        "per_sequence_syn.png"]
 
 
 def test_rerun_uses_cache_and_recomputes_only_what_changed(first_run, monkeypatch):

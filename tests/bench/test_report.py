@@ -16,7 +16,7 @@ def test_files_columns_and_ranking(tmp_path, fake_run, reported):
     # VOS table: all VOS columns + costs, ranked by J&F (slow_good 80.0 above fast_bad 60.0).
     assert "| Method | J&F | J mean | J recall | J decay | F mean | F recall | F decay | T | FPS |" in md
     assert md.index("| slow_good | 80.0 | 78.0 | 90.0 | 5.0 | 82.0 |") < md.index("| fast_bad | 60.0")
-    assert "| 512 | 1.23 |" in md  # peak memory (MB), params in millions
+    assert "| 512 | 1.23M |" in md  # peak memory (MB), parameter count (M = million)
     # VIS table has the VIS columns only.
     assert "| Method | mAP | AP50 | AP75 | AR1 | AR10 | FPS |" in md
     assert "| vis_method | 30.0 | 40.0 | 20.0 | 30.0 | 35.0 | 3.0 |" in md

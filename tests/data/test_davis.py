@@ -143,3 +143,79 @@ def test_real_davis2016_mini_check_tool(davis_mini):
                         "--format", "davis2016"], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no problems" in r.stdout
+
+
+# ------------------------------------------------------------- the release as it is (#22)
+TRAIN16 = REPO.parent / "shared" / "data" / "davis2016-train"
+if not TRAIN16.is_dir():
+    TRAIN16 = Path("/work/shared/data/davis2016-train")
+
+
+def _d16(root, n=3):
+    (root / "ImageSets" / "480p").mkdir(parents=True)
+    lines = []
+    for t in range(n):
+        for sub in ("JPEGImages", "Annotations"):
+            (root / sub / "480p" / "s").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((20, 30, 3), 80, np.uint8)).save(root / "JPEGImages" / "480p" / "s" / f"{t:05d}.jpg")
+        m = np.zeros((20, 30), np.uint8)
+        m[5:10, 5 + t:12 + t] = 255
+        Image.fromarray(m, mode="L").save(root / "Annotations" / "480p" / "s" / f"{t:05d}.png")
+        lines.append(f"/JPEGImages/480p/s/{t:05d}.jpg /Annotations/480p/s/{t:05d}.png")
+    (root / "ImageSets" / "480p" / "val.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def _with_alpha(p, alpha_value=255, hole=False):
+    m = np.asarray(Image.open(p).convert("L"))
+    a = np.full(m.shape, alpha_value, np.uint8)
+    if hole:
+        a[0, 0] = 0
+    Image.fromarray(np.stack([m, a], -1), mode="LA").save(p)
+
+
+def test_davis2016_grey_alpha_opaque_is_grey_varying_is_an_error(tmp_path):
+    root = _d16(tmp_path / "d16")
+    ann = root / "Annotations" / "480p" / "s" / "00001.png"
+    ref = DAVIS2016(root=root, split="val")[0].frames[1].masks.clone()
+    _with_alpha(ann)
+    assert Image.open(ann).mode == "LA"
+    assert torch.equal(DAVIS2016(root=root, split="val")[0].frames[1].masks, ref)
+    assert DAVIS2016.check_root(root=root, split="val") == []
+    assert DAVIS2016.check_root(root=root, split="val", level="header") == []
+    _with_alpha(ann, hole=True)
+    with pytest.raises(DataError, match=r"00001.png: LA PNG whose alpha channel is not opaque"):
+        DAVIS2016(root=root, split="val")[0].frames[1]
+    assert any("00001.png" in p and "alpha" in p for p in DAVIS2016.check_root(root=root, split="val"))
+
+
+@pytest.mark.skipif(not (TRAIN16 / "Annotations" / "480p" / "bear" / "00077.png").is_file(),
+                    reason="shared davis2016-train data not present")
+def test_real_release_la_file_bear_00077():
+    """bear/00077.png of the DAVIS-2016 release is grey + an opaque alpha: read as grey."""
+    p = TRAIN16 / "Annotations" / "480p" / "bear" / "00077.png"
+    assert Image.open(p).mode == "LA"
+    ds = DAVIS2016(root=TRAIN16, split="train")
+    s = ds["bear"]
+    t = s.frame_names.index("00077")
+    f = s.frames[t]
+    grey = np.asarray(Image.open(p))[..., 0]
+    assert f.masks.shape == (1, 480, 854)
+    assert np.array_equal(f.masks[0].numpy(), grey == 255) and f.masks.any()
+
+
+def test_davis2017_palette_quirks(davis17):
+    """A palette PNG with a transparency entry (tRNS) is still a palette PNG with the same
+    labels; a grey (mode L) or RGB copy of it is an error naming the file."""
+    seq = _seq(davis17)
+    p = davis17 / "Annotations" / "480p" / seq / "00002.png"
+    lab = read_index_png(p)
+    ref = DAVIS2017(root=davis17, split="train")[0].frames[2].masks.clone()
+    Image.open(p).save(p, transparency=0)
+    assert Image.open(p).mode == "P" and "transparency" in Image.open(p).info
+    assert np.array_equal(read_index_png(p), lab)
+    assert torch.equal(DAVIS2017(root=davis17, split="train")[0].frames[2].masks, ref)
+    for mode in ("L", "RGB"):
+        Image.fromarray(lab).convert(mode).save(p)
+        with pytest.raises(DataError, match=f"00002.png: .*mode {mode}"):
+            DAVIS2017(root=davis17, split="train")[0].frames[2]

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from vosbench.data.datasets import SegTrackV2
@@ -49,3 +50,39 @@ def test_non_binary_and_missing_masks(segtrack):
     problems = SegTrackV2.check_root(root=segtrack, split="all")
     assert any("not binary" in p for p in problems)
     assert any("drift_002" in p and "missing mask" in p for p in problems)
+
+
+def test_duplicate_and_gapped_object_folders(segtrack):
+    """``01`` and ``1`` name the same object; ``1, 3`` lacks object 2: both are errors."""
+    g = segtrack / "GroundTruth" / "drift"
+    (g / "2").rename(g / "01")
+    with pytest.raises(DataError, match=r"drift: object folders \['01', '1'\] name the same object id 1"):
+        SegTrackV2(root=segtrack)
+    (g / "01").rename(g / "3")
+    with pytest.raises(DataError, match=r"numbered 1..2, found \['1', '3'\] \(missing \[2\]\)"):
+        SegTrackV2(root=segtrack)
+    assert any("missing [2]" in p for p in SegTrackV2.check_root(root=segtrack, split="all"))
+
+
+def test_one_and_three_channel_masks_and_opaque_alpha(segtrack):
+    """1-channel (girl) and 3-channel (drift) masks read alike; an RGBA / LA mask with an
+    opaque alpha is its grey part; a varying alpha or a colour mask is an error."""
+    ds = SegTrackV2(root=segtrack)
+    ref = ds[1].frames[1].masks.clone()
+    p = segtrack / "GroundTruth" / "drift" / "1" / "drift_001.bmp"
+    rgb = np.asarray(Image.open(p).convert("RGB"))
+    q = p.with_suffix(".png")
+    p.unlink()
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]), mode="RGBA").save(q)
+    assert torch.equal(SegTrackV2(root=segtrack)[1].frames[1].masks, ref)
+    a = np.full(rgb.shape[:2], 255, np.uint8)
+    a[0, 0] = 10
+    Image.fromarray(np.dstack([rgb, a]), mode="RGBA").save(q)
+    with pytest.raises(DataError, match="drift_001.png: RGBA PNG whose alpha"):
+        SegTrackV2(root=segtrack)[1].frames[1]
+    col = rgb.copy()
+    col[col[..., 0] > 0] = (255, 0, 0)
+    Image.fromarray(col).save(q)
+    with pytest.raises(DataError, match="drift_001.png: colour mask"):
+        SegTrackV2(root=segtrack)[1].frames[1]
+    assert SegTrackV2.check_root(root=segtrack, split="all", level="header") == []

@@ -279,7 +279,7 @@ def test_greedy_linker():
 
 
 # ---------------------------------------------------------------------- contract tests
-@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink", "maskprop_flowprop"])
 def test_training_step_finite_and_backward(name):
     model = _build(name)
     model.train()
@@ -311,7 +311,7 @@ def _check(pred, sample):
     return pred
 
 
-@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink", "maskprop_flowprop"])
 def test_predict_valid_with_disappearing_instance(name):
     model = _build(name).eval()
     vis = [True, True, False, False, True, True]
@@ -321,10 +321,258 @@ def test_predict_valid_with_disappearing_instance(name):
     assert len(pred.obj_ids) > 0    # score_thresh 0: the untrained detector still reports boxes
 
 
-@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink"])
+@pytest.mark.parametrize("name", ["maskprop", "maskprop_framelink", "maskprop_flowprop"])
 def test_predict_video_without_instances(name):
     model = _build(name, score_thresh=1.1).eval()     # nothing passes: zero instances
     sample = _video(3, {})
     with torch.inference_mode():
         pred = _check(model.predict(sample), sample)
     assert pred.obj_ids.numel() == 0 and all(f.masks.shape == (0, H, W) for f in pred.frames)
+
+
+# ------------------------------------------------------------- paper-size inference path (#18)
+def _random_offsets(head, seed=0):
+    """Non-zero offsets (the heads are zero-initialised) and bias, so windows are irregular."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for hd in head.propagation.offset_heads:
+            hd.weight.copy_(torch.randn(hd.weight.shape, generator=g) * 0.3)
+            hd.bias.copy_(torch.randn(hd.bias.shape, generator=g))
+        head.propagation.bias.copy_(torch.randn(head.propagation.bias.shape, generator=g))
+
+
+@pytest.mark.parametrize("background_logit,channels,dilations", [
+    (False, 16, (3, 6, 12)),      # the paper's dilations, 1x1 shortcut in the offset block
+    (True, 8, (1, 2, 3)),         # the tiny config's, identity shortcut
+])
+def test_propagate_clip_equals_the_dense_branch(background_logit, channels, dilations):
+    """The inference path (per-frame offset terms, logits from one-channel maps, windows) must
+    give the dense forward's probabilities: instances at the borders, a one-cell instance, an
+    empty one, soft values; small max_samples forces chunking over targets."""
+    torch.manual_seed(1)
+    head = MaskPropagationHead(in_channels=channels, offset_channels=8, dilations=dilations,
+                               background_logit=background_logit)
+    _random_offsets(head)
+    fs, ft = torch.randn(1, channels, 17, 23), torch.randn(4, channels, 17, 23)
+    m = torch.zeros(5, 17, 23)
+    m[0, 0:3, 0:4] = torch.rand(3, 4)
+    m[1, 14:17, 20:23] = 1.0
+    m[2, 8, 11] = 0.7
+    m[3, 5:12, 2:9] = 0.4                                             # m[4]: empty
+    with torch.no_grad():
+        offs = head.offsets(fs.expand(4, -1, -1, -1), ft)
+        parts = head.pair_offsets(head.frame_parts(fs), head.frame_parts(ft))
+        for a, b in zip(offs, parts):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        dense = torch.stack([head(fs, ft[t:t + 1], m) for t in range(4)], 1)      # [N, T, h, w]
+        stats = {}
+        sparse = head.propagate_clip(fs, ft, m, max_samples=3000, stats=stats)
+    torch.testing.assert_close(sparse, dense, atol=1e-5, rtol=1e-5)
+    assert 0 < stats["window_cells"] < stats["grid_cells"]
+
+
+def test_sparse_predict_equals_dense_predict_and_caps_refinement():
+    model = _build(clip_radius=2, max_instances=3).eval()
+    _random_offsets(model.propagation)
+    sample = _video(5, {1: (1, [True] * 5), 2: (2, [True, True, False, True, True])})
+    outs = {}
+    for sparse in (True, False):
+        model.sparse_propagation = sparse
+        with torch.inference_mode():
+            pred = model.predict(sample).materialize()
+        outs[sparse] = (pred.scores, torch.stack([f.masks for f in pred.frames]))
+    assert outs[True][1].shape[1] > 0
+    torch.testing.assert_close(outs[True][0], outs[False][0])
+    assert torch.equal(outs[True][1], outs[False][1])
+    # refine_max_per_frame: at most that many refinement patches per frame, the best-scored
+    calls = []
+    orig = model.refinement.forward
+    model.refinement.forward = lambda rgb, m: calls.append(len(rgb)) or orig(rgb, m)
+    model.refine_max_per_frame = 1
+    probs = torch.zeros(3, H, W)
+    probs[:, 10:30, 10:30] = 0.9
+    out = model.refine_masks(sample.frames[0].image, probs, torch.tensor([0.1, 0.9, 0.5]))
+    assert calls == [1]
+    assert torch.equal(out[0], probs[0]) and torch.equal(out[2], probs[2]) and not torch.equal(out[1], probs[1])
+
+
+def test_predicted_train_masks_option():
+    with pytest.raises(ValueError, match="prop_train_masks"):
+        _build(prop_train_masks="detections")
+    model = _build(prop_train_masks="predicted").train()
+    seen = []
+    orig = model.propagation.forward
+    model.propagation.forward = lambda fs, ft, inst, offsets=None: seen.append(inst) or orig(fs, ft, inst, offsets)
+    torch.manual_seed(0)
+    batch = _batch([_video(2, {1: (1, [True, True]), 2: (2, [True, True])})])
+    losses = model.training_step(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    inst = seen[0]
+    assert inst.shape[0] == 2 and not inst.requires_grad
+    # the mask head's (untrained, soft) masks: not the binary ground truth, zero outside the boxes
+    gt_like = ((inst == 0) | (inst == 1)).float().mean()
+    assert float(gt_like) < 0.99 and float(inst.min()) >= 0.0 and float(inst.max()) <= 1.0
+
+
+def test_flowprop_with_zero_flow_copies_the_centre_masks():
+    from vosbench_methods.maskprop.model import image_to_grid
+
+    model = _build("maskprop_flowprop", flow="zero", clip_radius=2).eval()
+    sample = _video(5, {1: (1, [True] * 5)})
+    with torch.inference_mode():
+        states = {t: model._frame_state(f.image) for t, f in enumerate(sample.frames)}
+        st = states[2]
+        prop = model.propagate_instances(2, [0, 1, 3, 4], states)
+    assert prop.shape[:2] == (len(st.boxes), 4) and len(st.boxes) > 0
+    want = image_to_grid(st.masks_full, st.image_size, st.padded_size, tuple(st.masks_grid.shape[-2:]))
+    for k in range(4):
+        torch.testing.assert_close(prop[:, k], want, atol=1e-5, rtol=1e-5)
+    # the flow is computed once per consecutive pair and cached on the frame states
+    assert set(states[3].flows) == {2} and set(states[1].flows) == {2}
+
+
+def test_framelink_link_frames_is_predict():
+    model = _build("maskprop_framelink").eval()
+    sample = _video(4, {1: (1, [True] * 4), 2: (2, [True, False, True, True])})
+    with torch.inference_mode():
+        a = model.predict(sample).materialize()
+        states = [model._frame_state(f.image) for f in sample.frames]
+        b = model.link_frames(sample, states).materialize()
+    assert torch.equal(a.scores, b.scores) and torch.equal(a.labels, b.labels)
+    assert all(torch.equal(x.masks, y.masks) for x, y in zip(a.frames, b.frames))
+
+
+# ------------------------------------------------------------------ the paper config (#18)
+def _pre_013_layout(sd: dict) -> dict:
+    """torchvision < 0.13 key names (the published COCO file's layout), no module metadata."""
+    import re
+
+    rules = [(r"^rpn\.head\.conv\.0\.0\.", "rpn.head.conv."),
+             (r"^roi_heads\.mask_head\.(\d+)\.0\.", lambda m: f"roi_heads.mask_head.mask_fcn{int(m.group(1)) + 1}."),
+             (r"^backbone\.fpn\.(inner_blocks|layer_blocks)\.(\d+)\.0\.", r"backbone.fpn.\1.\2.")]
+    out = {}
+    for k, v in sd.items():
+        for pat, rep in rules:
+            k = re.sub(pat, rep, k)
+        out[k] = v
+    return out
+
+
+@pytest.fixture(scope="module")
+def coco_weights_dir(tmp_path_factory):
+    """A stand-in for torchvision's COCO Mask R-CNN file: the real key names and shapes
+    (maskrcnn_resnet50_fpn, 91 classes, pre-0.13 layout as published), random values, under its
+    published file name in a VOSBENCH_WEIGHTS folder that holds nothing else."""
+    from torchvision.models.detection import maskrcnn_resnet50_fpn
+
+    torch.manual_seed(0)
+    ref = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=91)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.normal_(std=0.02)
+    sd = {k: v.clone() for k, v in ref.state_dict().items() if not k.endswith("num_batches_tracked")}
+    d = tmp_path_factory.mktemp("weights")
+    torch.save(_pre_013_layout(sd), d / "maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth")
+    return d, sd
+
+
+def test_paper_config_builds_from_the_coco_file_trains_one_scale_per_clip_and_predicts(coco_weights_dir, monkeypatch):
+    """configs/method/maskprop.yaml as shipped (ResNet-50-FPN, 41 classes, stride-8 propagation,
+    dilations 3/6/12, K = 6, 1000 test proposals) at a tiny resolution: the COCO file (no ImageNet
+    file present: it covers the backbone) initialises every non-class tensor; training pairs take
+    one short side per clip from a min_size list; predict runs the sparse propagation."""
+    from vosbench.config import compose
+    from vosbench.engine.defaults import build_method
+
+    wdir, sd = coco_weights_dir
+    monkeypatch.setenv("VOSBENCH_WEIGHTS", str(wdir))
+    sizes = [64, 80, 96]
+    # tiny resolution and fewer sampled RoIs / proposals (cost only; every width is the paper's)
+    cfg = compose(["method=maskprop", f"method.min_size=[{','.join(map(str, sizes))}]", "method.max_size=160",
+                   "method.refine_patch=32", "method.max_instances=2", "method.score_thresh=0.0",
+                   "method.detector.box_score_thresh=0.0", "+method.detector.box_batch_size_per_image=64",
+                   "+method.detector.rpn_post_nms_top_n_train=100", "method.detector.rpn_post_nms_top_n_test=50"])
+    assert cfg.allow_random_init is False and cfg.method.prop_level == "1"
+    assert list(cfg.method.prop_dilations) == [3, 6, 12] and cfg.method.clip_radius == 6
+    torch.manual_seed(0)
+    model = build_method(cfg)
+    own = model.detector.state_dict()
+    rep = model.detector_weights_report
+    assert rep is not None and rep.missing == [] and rep.unexpected == []
+    assert {k.rsplit(".", 1)[0] for k in rep.skipped} == {
+        "roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
+        "roi_heads.mask_predictor.mask_fcn_logits"}                        # 91 COCO classes vs 41
+    for k in ("rpn.head.conv.0.0.weight", "roi_heads.mask_head.3.0.weight", "backbone.fpn.inner_blocks.1.0.weight",
+              "backbone.body.layer1.0.conv1.weight", "roi_heads.box_head.fc7.weight"):
+        assert torch.equal(own[k], sd[k]), k
+    assert own["roi_heads.box_predictor.cls_score.weight"].shape[0] == 41
+    # training: one short side per clip, drawn from the list
+    model.train()
+    seen: list[list[int]] = []
+    orig = model.detector.transform.forward
+
+    def spy(images, targets=None):
+        il, tg = orig(images, targets)
+        seen.append([min(s) for s in il.image_sizes])
+        return il, tg
+
+    model.detector.transform.forward = spy
+    batch = _batch([_video(2, {1: (1, [True, True]), 2: (2, [True, True])}),
+                    _video(2, {1: (3, [True, True])}, vid="w")])
+    for seed in range(2):
+        torch.manual_seed(seed)
+        losses = model.training_step(batch)
+        assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    assert all(s[0] == s[1] and s[2] == s[3] for s in seen)                # frames of a clip: one size
+    assert {x for s in seen for x in s} <= set(sizes) and len({x for s in seen for x in s}) > 1   # seeds 0, 1
+    # inference: the test size for the whole video, a valid prediction
+    model.eval()
+    seen.clear()
+    model.profile = {}
+    sample = _video(3, {1: (1, [True] * 3)})
+    with torch.inference_mode():
+        _check(model.predict(sample), sample)
+    assert seen and all(s == [sizes[-1]] for s in seen)
+    # 2 instances (max_instances) per frame, each propagated to the 2 other frames (K = 6 > video)
+    assert model.profile["grid_cells"] == 3 * 2 * 2 * 12 * 20   # stride 8 of 96x144 padded to 96x160
+    assert 0 < model.profile["window_cells"] <= model.profile["grid_cells"]
+
+
+def test_stage_two_starts_from_the_stage_one_detector(tmp_path):
+    """configs/experiment/maskprop: the COCO stage trains the detector with 81 classes; the
+    YouTube-VIS stage loads that checkpoint through detector_weights (the class layers keep their
+    fresh init for 41 classes, everything else of the detector comes from it)."""
+    stage1 = _build(num_classes=81)
+    ckpt = tmp_path / "model_final.pth"
+    torch.save({"model": stage1.state_dict(), "iteration": 10}, ckpt)
+    stage2 = _build(num_classes=41, detector_weights=str(ckpt))
+    a, b = stage1.detector.state_dict(), stage2.detector.state_dict()
+    skipped = {k for k in a if a[k].shape != b[k].shape}
+    assert skipped and all(k.startswith(("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."))
+                           for k in skipped)
+    assert all(torch.equal(a[k], b[k]) for k in a if k not in skipped)
+    # the propagation branch and the refinement are not in the detector file: fresh
+    assert not torch.equal(stage1.propagation.attention.weight, stage2.propagation.attention.weight) or \
+        not torch.equal(stage1.propagation.mask_logits.weight, stage2.propagation.mask_logits.weight)
+
+
+def test_experiment_stages_compose_with_the_paper_values():
+    """configs/experiment/maskprop/*: the three stages compose and carry the paper's values."""
+    from vosbench.config import compose
+
+    coco = compose(["+experiment=maskprop/detector_coco"])
+    assert coco.dataset.name == "coco" and coco.method.num_classes == 81 and coco.trainer.clip.num_frames == 1
+    vis = compose(["+experiment=maskprop/ytvis_train"])
+    assert vis.dataset.name == "ytvis2019" and vis.method.num_classes == 41
+    assert list(vis.method.min_size) == [640, 672, 704, 736, 768, 800]          # §4.4 640-800
+    assert vis.trainer.clip.num_frames == 2 and vis.trainer.clip.max_stride == 25   # pairs, |gap| <= 25
+    assert vis.trainer.optimizer._target_ == "torch.optim.SGD" and vis.trainer.optimizer.lr == 0.008
+    assert vis.trainer.epochs == 20 and list(vis.trainer.scheduler.milestones) == [16, 19]
+    assert vis.trainer.batch_size == 32 and vis.recipe.data == "davis2016_mini_ytvis"
+    inf = compose(["+experiment=maskprop/inference"])
+    assert inf.method.clip_radius == 6 and inf.method.score_thresh == 0.1   # T = 13, boxes > 0.1
+    assert inf.method.detector.rpn_post_nms_top_n_test == 1000
+    assert inf.method.max_instances == 20 and inf.method.refine_max_per_frame == 20
+    assert list(inf.recipe.runs) == ["predict"]

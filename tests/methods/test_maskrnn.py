@@ -75,8 +75,9 @@ def batch_from(gts_list, frames_list, obj_valid) -> VideoBatch:
 
 @pytest.fixture(scope="module")
 def clip_batch() -> VideoBatch:
-    fr, gts = video(3, late=True)
-    fr2, gts2 = video(3, late=False, num_objects=1)
+    """Two 4-frame clips (frames 0-2 are trained; frame 3 only gives the forward flow of 2)."""
+    fr, gts = video(4, late=True)
+    fr2, gts2 = video(4, late=False, num_objects=1)
     return batch_from([gts, gts2], [fr, fr2], torch.tensor([[True, True], [True, False]]))
 
 
@@ -125,12 +126,15 @@ def test_localization_head_pools_conv5_and_starts_near_identity():
 def test_class_balanced_bce_values():
     t = torch.zeros(1, 4, 4, dtype=torch.bool)
     t[0, :1] = True  # 4 positives, 12 negatives -> beta = 12/16 on positives
-    zero = class_balanced_bce(torch.zeros(1, 4, 4), t)
+    zero = class_balanced_bce(torch.zeros(1, 4, 4), t, reduction="sum")
     beta = 12 / 16
     expected = beta * 4 * math.log(2) + (1 - beta) * 12 * math.log(2)  # OSVOS sums over pixels
     assert zero.item() == pytest.approx(expected, rel=1e-5)
-    mean = class_balanced_bce(torch.zeros(1, 4, 4), t, reduction="mean")
+    mean = class_balanced_bce(torch.zeros(1, 4, 4), t)  # default: mean over the valid pixels
     assert mean.item() == pytest.approx(expected / 16, rel=1e-5)
+    # The mean is resolution independent: the same pattern at 4x the pixels gives the same value.
+    big = t.repeat_interleave(2, 1).repeat_interleave(2, 2)
+    assert class_balanced_bce(torch.zeros(1, 8, 8), big).item() == pytest.approx(mean.item(), rel=1e-5)
     perfect = class_balanced_bce(torch.where(t, 20.0, -20.0), t)
     assert perfect.item() < 1e-6
     # Void pixels do not count: masking every wrong pixel gives ~0 loss.
@@ -154,18 +158,20 @@ def test_fusion_argmax_with_background_threshold():
 
 
 # -------------------------------------------------------------------------------- training
-@pytest.mark.parametrize("stage", ["single", "recurrent"])
+@pytest.mark.parametrize("stage", ["single", "recurrent", "recurrent_with_box"])
 def test_training_step_finite_and_backward(clip_batch, stage):
-    model = tiny(single_frame_iters=0 if stage == "recurrent" else 10**6)
+    model = tiny(single_frame_iters=0 if stage.startswith("recurrent") else 10**6,
+                 recurrent_train_localization=stage == "recurrent_with_box")
     model.train()
     losses = model.training_step(clip_batch)
-    assert set(losses) == {"loss_mask", "loss_box"}
+    # §4: the recurrent stage trains the segmentation net only (the box loss is stage 1's).
+    assert set(losses) == ({"loss_mask"} if stage == "recurrent" else {"loss_mask", "loss_box"})
     assert all(torch.isfinite(v) and v.dim() == 0 for v in losses.values())
     sum(losses.values()).backward()
     grads = {n: p.grad for n, p in model.named_parameters()}
     for prefix in ("appearance.", "flow_net.", "fusion.", "localization."):
-        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items()
-                   if n.startswith(prefix)), f"no gradient reached {prefix}"
+        reached = any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith(prefix))
+        assert reached == (prefix != "localization." or stage != "recurrent"), prefix
     assert int(model.train_iter) == 1
 
 
@@ -175,9 +181,9 @@ def test_recurrent_stage_backpropagates_through_time(clip_batch, monkeypatch):
     seen = []
     orig = model.forward_objects
 
-    def spy(images, prev, mags):
+    def spy(images, prev, mags, **kw):
         seen.append(prev.requires_grad)
-        return orig(images, prev, mags)
+        return orig(images, prev, mags, **kw)
 
     monkeypatch.setattr(model, "forward_objects", spy)
     model.training_step(clip_batch)
@@ -286,3 +292,258 @@ def test_trains_on_synthetic_clips_through_the_shared_loader(tmp_path):
     sum(losses.values()).backward()
     pred = model.predict(data[0]).materialize()
     assert len(pred.frames) == 4 and pred.obj_ids.tolist() == data[0].obj_ids.tolist()
+
+
+# ------------------------------------------------------------- session 5 (#16): paper scale
+class ShiftFlow(torch.nn.Module):
+    """A real (global-translation) flow estimator: ``flow(a, b)`` is the integer shift d that
+    minimises ``|a(x) - b(x + d)|``, i.e. the displacement from frame a to frame b."""
+
+    cache_key = "shift"
+
+    def forward(self, a, b):
+        single = a.dim() == 3
+        a, b = (a[None], b[None]) if single else (a, b)
+        best = []
+        for ai, bi in zip(a, b):
+            err = {(dx, dy): (ai[:, 4:-4, 4:-4] - torch.roll(bi, (-dy, -dx), (-2, -1))[:, 4:-4, 4:-4]).abs().mean()
+                   for dx in range(-4, 5) for dy in range(-4, 5)}
+            dx, dy = min(err, key=err.get)
+            best.append(torch.tensor([float(dx), float(dy)]).view(2, 1, 1).expand(2, *ai.shape[-2:]))
+        out = torch.stack(best)
+        return out[0] if single else out
+
+
+def panning_video(num_frames: int = 3, v: int = 4):
+    """The whole textured frame (and the object) moves right by ``v`` px per frame."""
+    g = torch.Generator().manual_seed(3)
+    base = torch.rand(3, H, W, generator=g)
+    m0 = torch.zeros(H, W, dtype=torch.bool)
+    m0[10:20, 8:18] = True
+    frames, gts = [], []
+    for t in range(num_frames):
+        frames.append(Frame(image=torch.roll(base, v * t, -1), index=t, name=f"{t:05d}"))
+        gts.append(torch.roll(m0, v * t, -1)[None])
+    return frames, gts
+
+
+def _iou(a, b):
+    return float((a & b).sum()) / max(1, float((a | b).sum()))
+
+
+def test_warp_direction_through_step_and_training(monkeypatch):
+    """y_{t-1} is warped with flow(I_t, I_{t-1}) onto frame t: it lands on the moved object."""
+    frames, gts = panning_video(3)
+    model = tiny(flow_estimator=ShiftFlow(), apply_localization=False)
+    assert torch.equal(ShiftFlow()(frames[1].image, frames[0].image)[:, 0, 0], torch.tensor([-4.0, 0.0]))
+    seen = []
+    orig = model.forward_objects
+
+    def spy(images, prev, mags, **kw):
+        seen.append(prev.detach().clone())
+        return orig(images, prev, mags, **kw)
+
+    monkeypatch.setattr(model, "forward_objects", spy)
+    sample = VideoSample("pan", frames, orig_size=(H, W), reference={0: ObjectMasks(torch.tensor([1]), gts[0])},
+                         frame_names=[f.name for f in frames])
+    model.predict(sample).materialize()
+    warped = seen[0][0] > 0.5  # frame 1's input: y_0 warped
+    assert _iou(warped, gts[1][0]) > 0.9 and _iou(warped, gts[0][0]) < 0.6
+    # The same direction in the single-frame training stage (perturbation off).
+    seen.clear()
+    model.perturbation = type(model.perturbation)(p_morph=0, p_elastic=0, p_affine=0)
+    model.single_frame_iters = 10**6
+    model.training_step(batch_from([gts], [frames], torch.ones(1, 1, dtype=torch.bool)))
+    assert _iou(seen[0][0] > 0.5, gts[1][0]) > 0.9
+
+
+def test_box_restriction_through_step():
+    """The fused output is b_t zeroed outside the PREDICTED box enlarged 1.25x."""
+    frames, gts = video(2, late=False, num_objects=1)
+    sample = VideoSample("box", frames, orig_size=(H, W), reference={0: ObjectMasks(torch.tensor([1]), gts[0])},
+                         frame_names=[f.name for f in frames])
+    for apply in (True, False):
+        model = tiny(flow_stream=False, warp_mask=False, flow_estimator=None, apply_localization=apply)
+        with torch.no_grad():
+            model.fusion.weight.zero_()
+            model.fusion.bias.fill_(10.0)  # b_t ~ 1 everywhere
+            model.localization.bbox_pred.weight.zero_()
+            model.localization.bbox_pred.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))  # +0.5 box width
+        pred = model.predict(sample).materialize()
+        prop = mask_boxes(gts[0])[0]  # the proposal: box of y_0 (no warp)
+        box = decode_boxes(torch.tensor([[5.0, 0.0, 0.0, 0.0]]), prop)
+        assert box[0, 0] - prop[0, 0] == pytest.approx(5.0)
+        expected = boxes_to_masks(enlarge_boxes(box, 1.25, (H, W)), (H, W))[0]
+        got = pred.frames[1].masks[0]
+        assert torch.equal(got, expected) if apply else bool(got.all())
+
+
+def test_next_frame_flow_trains_only_frames_with_a_successor(clip_batch, monkeypatch):
+    model = tiny(single_frame_iters=10**6)
+    sizes = []
+    orig = model.forward_objects
+    monkeypatch.setattr(model, "forward_objects",
+                        lambda i, p, m, **kw: sizes.append(i.shape[0]) or orig(i, p, m, **kw))
+    model.training_step(clip_batch)  # 3 objects x frames 1-2 (frame 3 only gives I_{t+1})
+    model.next_frame_flow = False
+    model.training_step(clip_batch)  # 3 objects x frames 1-3
+    assert sizes == [6, 9]
+    two = VideoBatch(**{**clip_batch.__dict__, "images": clip_batch.images[:, :2], "masks": clip_batch.masks[:, :2],
+                        "annotated": clip_batch.annotated[:, :2], "pad": clip_batch.pad[:, :2],
+                        "void": clip_batch.void[:, :2], "frame_idx": clip_batch.frame_idx[:, :2]})
+    model.next_frame_flow = True
+    with pytest.raises(ValueError, match="num_frames >= 3"):
+        model.training_step(two)
+
+
+def _clip_loss(model, frames, gts) -> float:
+    """Mean single-frame loss over frames 1.. of a clip, previous mask = GT (no perturbation)."""
+    model.eval()
+    with torch.no_grad():
+        imgs = torch.stack([f.image for f in frames[1:]])
+        prev = torch.stack([g[0] for g in gts[:-1]]).float()
+        target = torch.stack([g[0] for g in gts[1:]])
+        out = model.forward_objects(imgs, prev, None)
+        valid = torch.ones_like(target)
+        return float(sum(model._losses(out, target, valid, torch.ones(len(target))).values()))
+
+
+def test_online_finetuning_lowers_the_loss_on_the_clip():
+    frames, gts = video(5, late=False, num_objects=1)
+    model = tiny(flow_stream=False, warp_mask=False, flow_estimator=None, finetune_iters=30,
+                 finetune_lr=3e-3, finetune_batch=2)
+    sample = VideoSample("ft", frames, orig_size=(H, W), reference={0: ObjectMasks(torch.tensor([1]), gts[0])},
+                         frame_names=[f.name for f in frames])
+    before = _clip_loss(model, frames, gts)
+    offline = {k: v.clone() for k, v in model.state_dict().items()}
+    params = model.finetune(sample, (H, W), None)  # per object: the tuned values, module restored
+    assert all(torch.equal(offline[k], v) for k, v in model.state_dict().items())
+    model._load_params(params[0])
+    after = _clip_loss(model, frames, gts)
+    assert after < 0.8 * before, (before, after)
+    losses = model.finetune_losses[1]
+    assert len(losses) == 30 and sum(losses[-5:]) < sum(losses[:5])
+
+
+def test_per_object_finetuning_one_net_per_object(monkeypatch):
+    """Each object's net is tuned on its own mask only (== the same object alone in a video),
+    the nets differ, step runs each object through its own net, and the offline weights come
+    back exactly after the video."""
+    frames, gts = video(3, late=False)
+    model = tiny(finetune_iters=3, finetune_lr=1e-2)
+    ids = torch.tensor([3, 7])
+    both = VideoSample("two", frames, orig_size=(H, W), reference={0: ObjectMasks(ids, gts[0])},
+                       frame_names=[f.name for f in frames])
+    alone = VideoSample("one", frames, orig_size=(H, W), reference={0: ObjectMasks(ids[1:], gts[0][1:])},
+                        frame_names=[f.name for f in frames])
+    p_both = model.finetune(both, (H, W), None)
+    p_alone = model.finetune(alone, (H, W), None)
+    assert all(torch.equal(a, b) for a, b in zip(p_both[1], p_alone[0]))
+    assert not all(torch.equal(a, b) for a, b in zip(p_both[0], p_both[1]))
+    offline = {k: v.clone() for k, v in model.state_dict().items()}
+    used = []
+    orig = model.forward_objects
+
+    def spy(images, prev, mags, **kw):
+        if not torch.is_grad_enabled():  # step, not fine-tuning
+            used.append((images.shape[0], float(model.fusion.bias)))
+        return orig(images, prev, mags, **kw)
+
+    monkeypatch.setattr(model, "forward_objects", spy)
+    pred = model.predict(both).materialize()
+    bias = [i for i, q in enumerate(model._tunable()) if q is model.fusion.bias][0]
+    expected = [(1, float(p_both[0][bias])), (1, float(p_both[1][bias]))] * 2  # frames 1, 2
+    assert used == expected
+    assert all(torch.equal(offline[k], v) for k, v in model.state_dict().items())
+    # The shared option: one batched net for both objects.
+    used.clear()
+    model.finetune_per_object = False
+    shared = model.predict(both).materialize()
+    assert [n for n, _ in used] == [2, 2] and len(shared.frames) == len(pred.frames)
+    assert all(torch.equal(offline[k], v) for k, v in model.state_dict().items())
+
+
+def test_prediction_does_not_depend_on_the_videos_before():
+    """Fine-tuning draws from generators seeded per (seed, object), not the training stream."""
+    frames, gts = video(3, late=False)
+    s = _sample(frames, gts, late=False)
+    model = tiny(finetune_iters=2, finetune_lr=1e-2)
+    first = model.predict(s).materialize()
+    model.training_step(batch_from([gts], [frames], torch.ones(1, 2, dtype=torch.bool)))  # draws
+    model.predict(_sample(*video(3, late=True))).materialize()
+    again = model.predict(s).materialize()
+    assert all(torch.equal(a.masks, b.masks) for a, b in zip(first.frames, again.frames))
+
+
+def test_short_overfit_halves_the_loss(clip_batch):
+    torch.manual_seed(0)
+    model = tiny(single_frame_iters=10**6)
+    model.perturbation = type(model.perturbation)(p_morph=0, p_elastic=0, p_affine=0)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss = sum(model.training_step(clip_batch).values())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert min(losses[-3:]) < 0.5 * losses[0], losses
+
+
+def test_flow_stream_input_init():
+    from vosbench_methods.maskrnn.model import init_flow_stream_input
+
+    net = build({"name": "vgg16_side_tiny"}, BACKBONES, in_channels=3)
+    w = net.features[0].weight.detach().clone()
+    init_flow_stream_input(net)
+    new = net.features[0].weight
+    assert torch.allclose(new[:, 0], w.sum(1) / 2) and torch.allclose(new[:, 1], w.sum(1) / 2)
+    assert not new[:, 2].any()  # the mask channel starts at zero, like the appearance stream's
+    # A magnitude map in both channels responds like the grey image of it did before.
+    x = torch.rand(1, 1, 8, 8)
+    before = torch.nn.functional.conv2d(x.expand(1, 3, 8, 8), w, padding=1)
+    after = torch.nn.functional.conv2d(torch.cat([x, x, torch.rand(1, 1, 8, 8)], 1), new, padding=1)
+    assert torch.allclose(before, after, atol=1e-5)
+
+
+def test_paper_width_model_builds_and_steps_every_stage():
+    """configs/method/maskrnn.yaml (full VGG-16 streams, 4096-d fc6/fc7) from random init: one
+    optimizer step of stage 1 and of stage 2, then predict with one fine-tuning iteration."""
+    from vosbench.models.weights import MissingWeightsError, weights_policy
+
+    cfg = to_dict(compose(["~dataset", "method=maskrnn", "method.backbone.weights=null"]).method)
+    with pytest.raises(MissingWeightsError, match="allow_random_init"):
+        build(cfg, METHODS)  # no silent random init
+    torch.manual_seed(0)
+    with weights_policy(allow_random_init=True):
+        model = build({**cfg, "finetune_iters": 1}, METHODS)
+    assert model.appearance.widths[-1][-1] == 512 and model.localization.fc6.out_features == 4096
+    assert model.criterion.mask_reduction == "mean" and model.finetune_per_object
+    fr, gts = video(4, late=True)
+    batch = batch_from([gts], [fr], torch.ones(1, 2, dtype=torch.bool))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5)
+    model.train()
+    for stage_iters, keys in ((10**6, {"loss_mask", "loss_box"}), (0, {"loss_mask"})):
+        model.single_frame_iters = stage_iters
+        losses = model.training_step(batch)
+        assert set(losses) == keys and all(torch.isfinite(v) for v in losses.values())
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    del opt, losses
+    one = VideoSample("one", fr, orig_size=(H, W), reference={0: ObjectMasks(torch.tensor([3]), gts[0][:1])},
+                      frame_names=[f.name for f in fr])  # one object: one tuned copy (~0.6 GB) at this width
+    pred = model.predict(one).materialize()
+    assert len(pred.frames) == 4 and list(model.finetune_losses) == [3]
+
+
+def test_max_train_objects_caps_the_samples_per_clip(clip_batch, monkeypatch):
+    model = tiny(single_frame_iters=10**6, max_train_objects=1)
+    sizes = []
+    orig = model.forward_objects
+    monkeypatch.setattr(model, "forward_objects",
+                        lambda i, p, m, **kw: sizes.append(i.shape[0]) or orig(i, p, m, **kw))
+    model.training_step(clip_batch)  # clip 0 has 2 objects, clip 1 one: 2 objects x 2 frames
+    assert sizes == [4]
+    with pytest.raises(ValueError, match="max_train_objects"):
+        tiny(max_train_objects=0)

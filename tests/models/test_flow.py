@@ -137,7 +137,9 @@ def test_build_flow_errors():
 
 
 def test_raft_requires_weights_and_reports_missing_file(tmp_path):
-    with pytest.raises(ValueError, match="weights"):
+    from vosbench.models.weights import MissingWeightsError
+
+    with pytest.raises(MissingWeightsError, match=r"raft_small_C_T_V2-01064c6d\.pth.*allow_random_init=true"):
         build_flow("raft_small")
     missing = tmp_path / "raft_small.pth"
     with pytest.raises(FileNotFoundError, match="raft_small.pth"):

@@ -9,16 +9,17 @@ import argparse
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from vosbench.bench import report as report_mod
 from vosbench.bench import verify as verify_mod
-from vosbench.bench.cache import REPO, ResultCache, default_cache_dir
+from vosbench.bench.cache import ResultCache, default_cache_dir
 from vosbench.bench.provenance import collect
-from vosbench.bench.runner import parse_shard, plan_suite, run_jobs, shard_jobs
+from vosbench.bench.runner import (parse_shard, plan_suite, resolve_device, run_jobs, shard_jobs,
+                                   stale_loaded_fps)
 from vosbench.bench.suite import SuiteError, load_suite
 from vosbench.utils.io import DataError, read_json, write_json
+from vosbench.utils.threads import add_threads_argument, cpu_cores, limit_threads
 
 ROOT_OPTIONS = ("davis2016-root", "davis2017-root", "segtrackv2-root", "ytvis2019-root")
 
@@ -32,11 +33,12 @@ def _kv(text: str, what: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="tools/bench.py",
+        prog="vosbench bench",
         description="Run a vosbench benchmark suite (benchmarks/suites/<SUITE>.yaml) and write "
                     "bench_out/<suite>/<timestamp>/{leaderboard.md,leaderboard.csv,results.json,"
                     "report.html}. With no arguments: the default suite (synthetic VOS + VIS data, "
-                    "davis2016-mini when present), about 10 minutes on a 2-core CPU.")
+                    "davis2016-mini when present): about 1-2 minutes on a 2-core CPU from an empty "
+                    "cache, seconds when cached (measured: benchmarks/RESULTS.md, #20).")
     p.add_argument("suite", nargs="?", default="default",
                    help="suite name in benchmarks/suites/ or a path to a suite YAML (default: default)")
     for opt in ROOT_OPTIONS:
@@ -70,18 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-fast", action="store_true",
                    help="stop at the first job that raises (default: report it and go on)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--loaded-fps-max-age", type=float, default=24.0, metavar="HOURS",
+                   help="re-run a cached CPU result whose FPS was measured under load (its process "
+                        "got < 80%% of its CPU time) once it is older than HOURS (default 24; -1: "
+                        "never; 0: always)")
+    add_threads_argument(p)
     return p
 
 
 def _out_dir(args, suite_name: str) -> Path:
     if args.out:
         return Path(args.out)
-    base = Path(args.output_root) / suite_name
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    out, k = base / stamp, 1
-    while out.exists():
-        out, k = base / f"{stamp}-{k}", k + 1
-    return out
+    # timestamp + unique suffix, created exclusively: concurrent runs never share a folder
+    from vosbench.bench.runner import make_run_dir
+
+    return make_run_dir(Path(args.output_root) / suite_name)
 
 
 def _finish(out: Path, run: dict, suite, args, log) -> int:
@@ -122,17 +127,21 @@ def merge(out: Path, args, log) -> int:
     return _finish(out, run, suite, args, log)
 
 
-def _auto_workers(plan, cache, shard) -> int:
+def _auto_workers(plan, cache, shard, max_age_h: float = 24.0) -> int:
     """On CPU: one single-threaded process per core, but no more than the jobs left to run.
 
     Processes, not threads: the tiny methods' tensors are too small for intra-op threads to pay
     off, and when another program holds a core, OpenMP threads that wait for each other slowed a
     MaskRNN video from 3 s to 120 s (benchmarks/RESULTS.md). On GPU: one process.
     """
-    if shard is not None or not str(plan.device).startswith("cpu"):
+    # ``shard`` is what parse_shard returns: (0, 1) means "not sharded" (a worker has n > 1).
+    if (shard is not None and shard[1] > 1) or not str(plan.device).startswith("cpu"):
         return 1
-    todo = sum(1 for j in plan.jobs if not cache.get(j.row, j.dataset, j.key))
-    return max(1, min(os.cpu_count() or 1, todo))
+    todo = 0
+    for j in plan.jobs:
+        entry = cache.get(j.row, j.dataset, j.key)
+        todo += not entry or bool(stale_loaded_fps(entry, plan.device, max_age_h))
+    return max(1, min(cpu_cores(), todo))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         checkpoints = dict(_kv(c, "--checkpoint") for c in args.checkpoint)
         cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
         shard = parse_shard(args.shard)
+        limit_threads(args.threads, device=resolve_device(args.device))  # workers inherit it
         if args.workers is not None and args.workers > 1 and args.shard:
             raise SuiteError("--workers and --shard are exclusive (workers set their own shards)")
         plan = plan_suite(suite, cache_dir=cache_dir, roots=roots, checkpoints=checkpoints,
@@ -171,12 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         out = _out_dir(args, suite.name)
         if args.workers is None:
-            args.workers = _auto_workers(plan, cache, shard)
+            args.workers = _auto_workers(plan, cache, shard, args.loaded_fps_max_age)
         if args.workers > 1:
             return run_workers(args, out, argv_full, log)
         jobs = shard_jobs(plan.jobs, shard)
         results = run_jobs(plan, jobs, cache, progress=not args.no_progress, log=log,
-                           fail_fast=args.fail_fast)
+                           fail_fast=args.fail_fast, loaded_fps_max_age_h=args.loaded_fps_max_age)
         run = {
             "suite": suite.name, "suite_path": str(suite.path), "description": suite.description,
             "provenance": collect(suite_text=suite.raw_text, device=plan.device, argv=argv_full,
@@ -215,13 +225,21 @@ def run_workers(args, out: Path, argv_full: list[str], log) -> int:
             continue
         child_args.append(a)
     procs = []
+    import vosbench
+
+    # The children run `python -m vosbench bench`: make this vosbench importable there too when it
+    # runs from a clone without install (tools/bench.py put the clone on sys.path, not PYTHONPATH).
+    pkg_parent = str(Path(vosbench.__file__).resolve().parents[1])
     for i in range(n):
         env = dict(os.environ)
+        if (Path(pkg_parent) / "tools" / "bench.py").is_file() and \
+                pkg_parent not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_parent, os.environ.get("PYTHONPATH")) if p)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = gpus[i % len(gpus)]
         else:  # CPU workers share the cores instead of each taking all of them
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-        cmd = [sys.executable, str(REPO / "tools" / "bench.py"), *child_args,
+        cmd = [sys.executable, "-m", "vosbench", "bench", *child_args,
                "--shard", f"{i}/{n}", "--out", str(out), "--no-progress"]
         log(f"[bench] worker {i}: {' '.join(cmd)}" + (f" (GPU {env['CUDA_VISIBLE_DEVICES']})" if gpus else ""))
         procs.append(subprocess.Popen(cmd, env=env))

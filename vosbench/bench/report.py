@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from vosbench.bench import stats_report as sr
 from vosbench.bench.suite import COST_COLUMNS, VIS_COLUMNS, VOS_COLUMNS, load_reported
 from vosbench.utils.io import atomic_write, write_json
 
@@ -23,10 +24,13 @@ HEADERS = {
     "J&F": "J&F", "J_mean": "J mean", "J_recall": "J recall", "J_decay": "J decay",
     "F_mean": "F mean", "F_recall": "F recall", "F_decay": "F decay", "T_mean": "T",
     "mAP": "mAP", "AP50": "AP50", "AP75": "AP75", "AR1": "AR1", "AR10": "AR10",
-    "fps": "FPS", "peak_mem_mb": "Peak mem (MB)", "params_m": "Params (M)",
+    "fps": "FPS", "peak_mem_mb": "Peak mem (MB)", "params_m": "Params",
 }
 PERCENT = set(VOS_COLUMNS) | set(VIS_COLUMNS)
 CSV_COLUMNS = ["kind", "dataset", "method", *VOS_COLUMNS, *VIS_COLUMNS, *COST_COLUMNS, "source"]
+# 95 % bootstrap interval of every quality column and the paired test against the next row (#21)
+CI_COLUMNS = [f"{k}_{e}" for k in (*VOS_COLUMNS, *VIS_COLUMNS) for e in ("lo", "hi")] + \
+    ["p_vs_next", "lead_significant"]
 
 
 def columns_for(task: str) -> list[str]:
@@ -51,15 +55,24 @@ def measured_row(job: dict) -> dict[str, float | None]:
 def _fmt(key: str, v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    if key == "params_m":
-        if v == 0:
-            return "0"
-        return f"{v:.3f}" if v < 1 else f"{v:.2f}"
+    if key == "params_m":  # v in millions; a 305-parameter model must not read "0.000"
+        n = v * 1e6
+        if n < 1e3:
+            return f"{n:.0f}"
+        return f"{n / 1e3:.1f}k" if n < 1e6 else f"{v:.2f}M"
     if key == "peak_mem_mb":
         return f"{v:.0f}"
     if key == "fps":
         return f"{v:.1f}" if v >= 1 else f"{v:.3f}"
     return f"{v:.1f}"
+
+
+def _fmt_cell(key: str, r: dict) -> str:
+    """A measured cell: quality metrics with their interval (``64.9 ±1.8``), costs plain."""
+    v = r["values"].get(key)
+    if key in PERCENT and v is not None:
+        return sr.fmt_ci(v, (r.get("ci") or {}).get(key))
+    return _fmt(key, v)
 
 
 def _fmt_reported(v: Any) -> str:
@@ -116,17 +129,22 @@ def render_markdown(run: dict, tables: list[dict], verify_rows: list[dict] | Non
     out += [f"Run {prov['date_utc']} on {prov['device'].get('cpu', '?')} "
             f"({prov['device']['device']}), commit `{str(prov['git_commit'])[:12]}`"
             f"{' (dirty)' if prov.get('git_dirty') else ''}. J, F, T, AP, AR in percent; FPS = "
-            f"frames per second of model time; peak memory of inference; params in millions.", ""]
+            f"frames per second of model time; peak memory of inference; parameter counts "
+            f"(k = thousand, M = million).", ""]
     for t in tables:
         cols = t["columns"]
         out += [f"## {_dataset_title(t['dataset'], t['info'])}", ""]
-        out.append("| Method | " + " | ".join(HEADERS[c] for c in cols) + " |")
-        out.append("|---|" + "---|" * len(cols))
+        out.append("| Method | " + " | ".join(HEADERS[c] for c in cols) + " | p vs next |")
+        out.append("|---|" + "---|" * (len(cols) + 1))
         for r in t["measured"]:
-            out.append(f"| {r['method']} | " + " | ".join(_fmt(c, r["values"].get(c)) for c in cols) + " |")
+            out.append(f"| {sr.method_label(r)} | " + " | ".join(_fmt_cell(c, r) for c in cols)
+                       + f" | {sr.fmt_p(r.get('p_next'))} |")
         if not t["measured"]:
-            out.append("| (no measured rows) |" + " |" * len(cols))
+            out.append("| (no measured rows) |" + " |" * (len(cols) + 1))
         out.append("")
+        if t["measured"] and sr.procedure_line(t):
+            out += [sr.procedure_line(t), ""]
+        out += sr.attribute_markdown(t)
         if t["reported"]:
             rcols = [c for c in cols if c not in COST_COLUMNS]
             out += [f"Reported in papers ({t['reported_description']}); reference only, "
@@ -158,7 +176,7 @@ def render_markdown(run: dict, tables: list[dict], verify_rows: list[dict] | Non
 
 def write_csv(path: Path, tables: list[dict]) -> None:
     with atomic_write(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
+        w = csv.DictWriter(f, fieldnames=CSV_COLUMNS + CI_COLUMNS)
         w.writeheader()
         for t in tables:
             for kind, rows in (("measured", t["measured"]), ("reported", t["reported"])):
@@ -168,7 +186,19 @@ def write_csv(path: Path, tables: list[dict]) -> None:
                     for c in CSV_COLUMNS[3:-1]:
                         v = r["values"].get(c)
                         d[c] = "" if v is None else (f"{v:.6g}" if isinstance(v, float) else v)
+                    if kind == "measured":
+                        d.update(sr.csv_extra(r, [*VOS_COLUMNS, *VIS_COLUMNS]))
                     w.writerow(d)
+
+
+def write_attribute_csv(path: Path, tables: list[dict]) -> None:
+    """``attributes.csv``: the main metric per attribute, method, with its interval (percent)."""
+    cols = ["dataset", "attribute", "description", "num_sequences", "method", "metric", "value",
+            "lo", "hi"]
+    with atomic_write(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        w.writerows(sr.attribute_csv_rows(tables))
 
 
 # ----------------------------------------------------------------------------------- plots
@@ -196,6 +226,26 @@ def per_sequence_scores(job: dict) -> dict[str, float]:
         if vals:
             acc.setdefault(str(series.get("video")), []).append(sum(vals) / len(vals))
     return {s: sum(v) / len(v) for s, v in acc.items()}
+
+
+def _plain_log_ticks(ax, lo: float, hi: float) -> list[float]:
+    """A few plain-number ticks (1, 2, 5 x 10^k) on a log x axis, no minor tick labels.
+
+    Matplotlib labels a log axis spanning less than a decade with minor ticks such as
+    ``5.2x10^0 5.4x10^0 ...``, which overlap in a 6-inch figure (issue #20).
+    """
+    from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullFormatter
+
+    lo_e, hi_e = math.floor(math.log10(lo / 1.5)), math.ceil(math.log10(hi * 1.5))
+    ticks = [m * 10.0 ** k for k in range(lo_e, hi_e + 1) for m in (1, 2, 5)
+             if lo / 1.5 <= m * 10.0 ** k <= hi * 1.5]
+    if len(ticks) < 2:  # less than a factor ~2 between the fastest and the slowest
+        ticks = [v for v in MaxNLocator(4).tick_values(lo / 1.1, hi * 1.1) if v > 0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(min(ticks + [lo]) / 1.1, max(ticks + [hi]) * 1.1)
+    return ticks
 
 
 def _fig_to_png(fig) -> bytes:
@@ -257,15 +307,18 @@ def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, str, bytes
             plt.close(fig)
         # Quality against speed.
         fig, ax = plt.subplots(figsize=(6, 3.6))
-        drawn = False
+        drawn = []
         for r in t["measured"]:
             fps, q = r["values"].get("fps"), r["values"].get(main)
             if fps and q is not None:
                 ax.scatter([fps], [q], s=40)
-                ax.annotate(r["method"], (fps, q), textcoords="offset points", xytext=(4, 4), fontsize=8)
-                drawn = True
+                # staggered so the names of methods with similar speed and score do not overlap
+                ax.annotate(r["method"], (fps, q), textcoords="offset points",
+                            xytext=(4, 4 + 9 * (len(drawn) % 3)), fontsize=8)
+                drawn.append(fps)
         if drawn:
             ax.set_xscale("log")
+            _plain_log_ticks(ax, min(drawn), max(drawn))
             ax.set_xlabel("FPS (model time, log scale)")
             ax.set_ylabel(f"{main} (%)")
             ax.set_title(f"{main} against speed on {dkey}")
@@ -273,6 +326,14 @@ def make_plots(run: dict, tables: list[dict]) -> list[tuple[str, str, str, bytes
             plots.append((dkey, f"{'jf' if task == 'vos' else 'map'}_vs_fps_{dkey}.png",
                           f"{main} against FPS on {dkey}", _fig_to_png(fig)))
         plt.close(fig)
+        # Intervals as whiskers, and the per-attribute chart (#21, vosbench/bench/stats_report.py)
+        for name, caption, make in (
+                (f"ci_{dkey}.png", f"{main} with 95 % bootstrap intervals on {dkey}", sr.make_ci_plot),
+                (f"attributes_{dkey}.png", f"{main} per attribute on {dkey}", sr.make_attribute_plot)):
+            fig = make(plt, t) if t.get("stats") else None
+            if fig is not None:
+                plots.append((dkey, name, caption, _fig_to_png(fig)))
+                plt.close(fig)
     return plots
 
 
@@ -314,9 +375,11 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, str, 
     for t in tables:
         cols = t["columns"]
         parts.append(f"<h2>{e(_dataset_title(t['dataset'], t['info']))}</h2>")
-        rows = [[e(r["method"]) + (" <span class='cached'>(cached)</span>" if r["cached"] else "")]
-                + [_fmt(c, r["values"].get(c)) for c in cols] for r in t["measured"]]
-        parts.append(_table_html(["Method (measured)"] + [HEADERS[c] for c in cols], rows))
+        rows = [[e(sr.method_label(r)) + (" <span class='cached'>(cached)</span>" if r["cached"] else "")]
+                + [_ci_html(c, r) for c in cols] + [sr.fmt_p(r.get("p_next"))] for r in t["measured"]]
+        parts.append(_table_html(["Method (measured)"] + [HEADERS[c] for c in cols] + ["p vs next"], rows))
+        if t["measured"] and sr.procedure_line(t):
+            parts.append(f"<p class='meta'>{e(sr.procedure_line(t))}</p>")
         if t["reported"]:
             rcols = [c for c in cols if c not in COST_COLUMNS]
             parts.append(f"<p class='meta'>Reported in papers ({e(t['reported_description'])}): "
@@ -333,6 +396,7 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, str, 
             parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{b64}'>"
                          f"<figcaption>{e(caption)} (<a href='plots/{e(name)}'>{e(name)}</a>)"
                          f"</figcaption></figure>")
+        parts.append(sr.attribute_html(t, _table_html))
     failed = [j for j in run["jobs"] if j.get("failed")]
     if failed:
         parts.append("<h2 class='fail'>Failed</h2><ul>" + "".join(
@@ -376,6 +440,12 @@ def render_html(run: dict, tables: list[dict], plots: list[tuple[str, str, str, 
     return "\n".join(parts)
 
 
+def _ci_html(key: str, r: dict) -> str:
+    ci = (r.get("ci") or {}).get(key)
+    cell = html.escape(_fmt_cell(key, r))
+    return cell if ci is None else f"<span title='95 % interval [{ci[0]:.2f}, {ci[1]:.2f}]'>{cell}</span>"
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4f}"
@@ -396,15 +466,20 @@ def write_report(out_dir: str | Path, run: dict, *, verify_rows: list[dict] | No
     out.mkdir(parents=True, exist_ok=True)
     reported = load_reported() if reported is None else reported
     tables = leaderboard_tables(run, reported)
+    analysis = sr.compute_stats(run)  # intervals, paired tests, per-attribute results (#21)
+    sr.annotate_tables(tables, analysis)
     md = render_markdown(run, tables, verify_rows)
     files = {"leaderboard.md": out / "leaderboard.md", "leaderboard.csv": out / "leaderboard.csv",
              "results.json": out / "results.json", "report.html": out / "report.html"}
+    if any(sr.attribute_rows(t) for t in tables):
+        files["attributes.csv"] = out / "attributes.csv"
+        write_attribute_csv(files["attributes.csv"], tables)
     with atomic_write(files["leaderboard.md"], "w") as f:
         f.write(md + "\n")
     write_csv(files["leaderboard.csv"], tables)
     used = {t["info"].get("reported_as") for t in tables} - {None}
     write_json(files["results.json"], {
-        **run, "verify": verify_rows,
+        **run, "verify": verify_rows, "stats": analysis,
         "reported": {k: v for k, v in reported.items() if k in used},
         "units": "raw evaluator values (J, F, T, AP, AR in 0-1); reported values in percent",
     }, indent=1)

@@ -61,8 +61,11 @@ def _options(group: str) -> list[str]:
 
 
 def _resolve_path(p: str | Path) -> Path:
-    p = Path(p).expanduser()
-    return p if p.is_absolute() else (REPO / p)
+    # Relative: the working folder's file if there is one, else the shipped one (the clone's,
+    # or the package data's after `pip install .`: methods/<name>/weights/*.pth).
+    from vosbench.utils.resources import resolve_shipped
+
+    return resolve_shipped(p)
 
 
 def resolve_device(device: str) -> str:
@@ -210,6 +213,10 @@ def plan_suite(suite: Suite, *, cache_dir: Path, roots: dict[str, str] | None = 
                               "root": str(root), "config": spec.config, "note": spec.note,
                               "reported_as": spec.reported_as, "max_videos": spec.max_videos,
                               "dataset_cfg": dataset_cfg}
+                # db_info.yml attributes / eval_t of the videos (per-attribute results, #21)
+                from vosbench.data.datasets.davis_info import dataset_attributes
+
+                info[dkey].update(dataset_attributes(dataset, spec.max_videos))
             if method_cls.__module__ not in method_code:
                 pkg = Path(inspect.getfile(method_cls)).parent
                 method_code[method_cls.__module__] = tree_hash(pkg)
@@ -246,6 +253,33 @@ def plan_suite(suite: Suite, *, cache_dir: Path, roots: dict[str, str] | None = 
             log(f"[bench] dataset {dkey!r}: no row runs on it")
     return Plan(suite=suite, jobs=jobs, skipped=skipped, datasets=built,
                 dataset_info=info, device=device)
+
+
+def make_run_dir(base: str | Path, *, now: float | None = None) -> Path:
+    """Create and return a new run folder ``<base>/<UTC timestamp>-<random suffix>``.
+
+    Created exclusively (``mkdir`` without ``exist_ok``, retried with a new suffix on a clash),
+    so two runs started in the same second never share a folder and never overwrite each
+    other's leaderboard (checking ``exists()`` and creating later is a race between processes).
+    """
+    import secrets
+
+    base = Path(base)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SuiteError(f"{base}: cannot create the output folder ({e.strerror or e})") from e
+    for _ in range(100):
+        out = base / f"{stamp}-{secrets.token_hex(3)}"
+        try:
+            out.mkdir()
+            return out
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise SuiteError(f"{out}: cannot create the run folder ({e.strerror or e})") from e
+    raise SuiteError(f"{base}: could not create a unique run folder")  # pragma: no cover
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -285,6 +319,19 @@ ENGINE_KEYS = {"fps", "model_time_s", "num_videos", "num_frames", "peak_mem_mb",
                "peak_mem_delta_mb", "files"}
 
 
+def _video_names(dataset) -> dict:
+    """YouTube-VIS json video id (the evaluator's key) -> video name (the db_info name)."""
+    out = {}
+    for rec in getattr(dataset, "videos", []):
+        key = rec.extra.get("ytvis_id", rec.video_id)
+        try:
+            key = int(key)
+        except (TypeError, ValueError):
+            pass
+        out[key] = rec.video_id
+    return out
+
+
 def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
     """Build the method, load its checkpoint, run the engine's inference with the evaluator.
 
@@ -292,6 +339,7 @@ def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
     """
     import torch
 
+    from vosbench.bench.stats import video_stats_to_json
     from vosbench.config import build
     from vosbench.engine import inference_on_dataset
     from vosbench.metrics import build_evaluator
@@ -306,10 +354,13 @@ def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
     model.to(device).eval()
     params = sum(p.numel() for p in model.parameters())
     evaluator = build_evaluator(job.metric, **job.metric_args)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = inference_on_dataset(model, dataset, evaluator=evaluator, device=device,
                                max_videos=job.max_videos, progress=progress)
     wall = time.perf_counter() - t0
+    # The share of its threads' time this process got: ~1 alone on its cores, ~0.5 when another
+    # program competed for them. Recorded so FPS measured under load is not reused forever.
+    cpu_share = (time.process_time() - c0) / max(wall, 1e-9) / max(1, torch.get_num_threads())
     metrics = {k: v for k, v in out.items() if k not in ENGINE_KEYS}
     engine = {k: v for k, v in out.items() if k in ENGINE_KEYS and k != "files"}
     per_seq = list(evaluator.per_sequence()) if hasattr(evaluator, "per_sequence") else []
@@ -320,6 +371,10 @@ def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
     for r in per_seq:
         if isinstance(r, dict) and "Sequence" in r:
             r.setdefault("video", video_of.get(r["Sequence"], r["Sequence"]))
+    # YouTube-VIS: the per-video matching inputs, so the report can bootstrap AP over videos
+    # (vosbench/bench/stats.py). No public accessor yet (requested): the evaluator's list.
+    vstats = getattr(evaluator, "video_stats", None)
+    vstats = vstats() if callable(vstats) else getattr(evaluator, "_videos", None)
     return _clean({
         "row": job.row, "dataset": job.dataset, "metrics": metrics,
         "fps": out.get("fps"), "peak_mem_mb": out.get("peak_mem_mb"), "params": params,
@@ -327,11 +382,46 @@ def run_job(job: Job, dataset, *, device: str, progress: bool = True) -> dict:
         "per_frame": {row: {"video": video_of.get(row, row), "J": d.get("J"), "F": d.get("F")}
                       for row, d in per_frame.items()},
         "j_curve": mean_curve(per_frame),
+        **({"video_stats": video_stats_to_json(vstats, _video_names(dataset))}
+           if job.task == "vis" and vstats else {}),
         "wall_s": wall, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "cpu_share": round(min(1.0, cpu_share), 3) if str(device).startswith("cpu") else None,
     })
 
 
+#: below this CPU share (see ``run_job``) a cached FPS counts as measured under load
+LOADED_CPU_SHARE = 0.8
+
+
+def stale_loaded_fps(entry: dict, device: str, max_age_h: float) -> str | None:
+    """Why a cached CPU result is re-run: its FPS was measured under load (or with no recorded
+    CPU share) more than ``max_age_h`` hours ago; None when it can be reused.
+
+    A result measured with the cores to itself is reused for as long as its key holds; one
+    measured under load only for ``max_age_h`` (``bench --loaded-fps-max-age``), so a quieter
+    run re-measures it instead of repeating a contended number forever.
+    """
+    if not str(device).startswith("cpu") or max_age_h < 0:
+        return None
+    share = entry.get("cpu_share")
+    if share is not None and float(share) >= LOADED_CPU_SHARE:
+        return None
+    try:
+        import calendar
+
+        created = calendar.timegm(time.strptime(entry.get("created", ""), "%Y-%m-%dT%H:%M:%SZ"))
+    except (TypeError, ValueError):
+        created = 0.0
+    age_h = (time.time() - created) / 3600
+    if age_h <= max_age_h:
+        return None
+    what = f"the process got {float(share):.0%} of its CPU time" if share is not None else \
+        "no CPU share recorded"
+    return f"its FPS was measured under load ({what}) {age_h:.0f} h ago"
+
+
 def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool = True,
+             loaded_fps_max_age_h: float = 24.0,
              log: Callable[[str], None] = print, fail_fast: bool = False) -> list[dict]:
     """Run (or fetch from the cache) every job; returns one result dict per job, in order.
 
@@ -350,6 +440,10 @@ def run_jobs(plan: Plan, jobs: list[Job], cache: ResultCache, *, progress: bool 
     for job in bar:
         bar.set_postfix_str(f"{job.row} on {job.dataset}")
         entry = cache.get(job.row, job.dataset, job.key)
+        stale = stale_loaded_fps(entry, plan.device, loaded_fps_max_age_h) if entry else None
+        if stale:
+            log(f"[bench] {job.row} on {job.dataset}: cached, but {stale}: re-measuring")
+            entry = None
         if entry is not None:
             log(f"[bench] {job.row} on {job.dataset}: cached ({cache.path(job.row, job.dataset, job.key)})")
             cached = True

@@ -38,9 +38,11 @@ from typing import Any
 
 import yaml
 
+from vosbench.utils.resources import resource_path  # noqa: E402  (clone folder or package data)
+
 REPO = Path(__file__).resolve().parents[2]
-SUITE_DIR = REPO / "benchmarks" / "suites"
-REPORTED_FILE = REPO / "benchmarks" / "reported.yaml"
+SUITE_DIR = resource_path("benchmarks/suites")
+REPORTED_FILE = resource_path("benchmarks/reported.yaml")
 
 # Columns of the leaderboard, in order, per task. Keys are the evaluators' flat keys.
 VOS_COLUMNS = ["J&F", "J_mean", "J_recall", "J_decay", "F_mean", "F_recall", "F_decay", "T_mean"]

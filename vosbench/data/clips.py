@@ -1,6 +1,8 @@
 """Training clips: random T-frame windows of the videos, and their collation into a VideoBatch."""
 from __future__ import annotations
 
+import dataclasses
+import math
 import random
 from typing import Sequence
 
@@ -28,7 +30,18 @@ class ClipDataset(Dataset):
         resize_short: optional short-side resize before cropping.
         hflip: random horizontal flip of the whole clip.
         reverse: probability of reversing the clip in time (LIP's augmentation).
+        scale_range: optional (min, max) random resize factor, one draw per clip, applied after
+            ``resize_short`` and before the crop (MaskRNN §4 "randomly resizing"). Default off.
+        max_rotation: rotate the whole clip about the frame centre by an angle drawn uniformly
+            in +-``max_rotation`` degrees, one draw per clip, frame size kept (MaskRNN §4
+            "rotating"). Default 0 (off).
         seed: base seed.
+
+    Geometric augmentation order: ``resize_short`` -> ``scale_range`` -> rotation -> crop ->
+    flip; images bilinear, masks and void nearest. With ``scale_range`` or ``max_rotation`` set,
+    pixels that come from outside the frame (rotated-in corners, crop padding) are marked void,
+    so losses that skip void pixels ignore them. With both off, the draws and the output are
+    exactly those of the plain clip sampler (the new options consume no random numbers).
     Yields:
         ``VideoSample`` whose ``frames`` is a list of ``Frame`` with ground truth, the clip's
         object ids fixed to those annotated in it.
@@ -37,6 +50,7 @@ class ClipDataset(Dataset):
     def __init__(self, dataset: Sequence[VideoSample], *, num_frames: int, max_stride: int = 1,
                  samples_per_epoch: int | None = None, crop_size: Sequence[int] | None = None,
                  resize_short: int | None = None, hflip: bool = True, reverse: float = 0.0,
+                 scale_range: Sequence[float] | None = None, max_rotation: float = 0.0,
                  seed: int = 0) -> None:
         if len(dataset) == 0:
             raise ValueError("ClipDataset: the dataset has no videos")
@@ -50,6 +64,15 @@ class ClipDataset(Dataset):
         self.resize_short = resize_short
         self.hflip = hflip
         self.reverse = reverse
+        if scale_range is not None:
+            scale_range = tuple(float(v) for v in scale_range)
+            if len(scale_range) != 2 or not 0 < scale_range[0] <= scale_range[1]:
+                raise ValueError(f"ClipDataset: scale_range must be (min, max) with 0 < min <= max, "
+                                 f"got {scale_range}")
+        self.scale_range = scale_range
+        if max_rotation < 0:
+            raise ValueError(f"ClipDataset: max_rotation must be >= 0 degrees, got {max_rotation}")
+        self.max_rotation = float(max_rotation)
         self.seed = seed
         self.epoch = 0
 
@@ -79,7 +102,11 @@ class ClipDataset(Dataset):
                            categories=video.categories, meta={**video.meta, "clip_frame_idx": idx})
 
     def _augment(self, frames: list[Frame], rng: random.Random) -> list[Frame]:
+        # Shallow copies: the transforms below replace tensors, never the caller's frames (an
+        # in-memory dataset, or a short video whose last frame repeats in the clip).
+        frames = [dataclasses.replace(f) for f in frames]
         H, W = frames[0].size
+        geometric = bool(self.scale_range) or self.max_rotation > 0
         if self.resize_short:
             s = self.resize_short / min(H, W)
             H, W = round(H * s), round(W * s)
@@ -90,16 +117,33 @@ class ClipDataset(Dataset):
                     f.masks = resize_masks(f.masks, (H, W))
                 if f.void is not None:
                     f.void = resize_masks(f.void, (H, W))
+        if self.scale_range:
+            s = rng.uniform(*self.scale_range)
+            H, W = max(1, round(H * s)), max(1, round(W * s))
+            for f in frames:
+                f.image = F.interpolate(f.image[None], size=(H, W), mode="bilinear", align_corners=False,
+                                        antialias=s < 1)[0]
+                if f.masks is not None:
+                    f.masks = resize_masks(f.masks, (H, W))
+                if f.void is not None:
+                    f.void = resize_masks(f.void, (H, W))
+        if self.max_rotation > 0:
+            angle = rng.uniform(-self.max_rotation, self.max_rotation)
+            for f in frames:
+                _rotate_frame(f, angle)
         if self.crop_size:
             ch, cw = self.crop_size
             y0 = rng.randint(0, max(0, H - ch))
             x0 = rng.randint(0, max(0, W - cw))
             for f in frames:
+                if geometric and f.void is None and (ch > H or cw > W):
+                    f.void = torch.zeros(H, W, dtype=torch.bool)
                 f.image = _crop_pad(f.image, y0, x0, ch, cw)
                 if f.masks is not None:
                     f.masks = _crop_pad(f.masks, y0, x0, ch, cw)
                 if f.void is not None:
-                    f.void = _crop_pad(f.void[None], y0, x0, ch, cw)[0]
+                    # Geometric augmentation on: crop padding is outside the frame, i.e. void.
+                    f.void = _crop_pad(f.void[None], y0, x0, ch, cw, value=geometric)[0]
         if self.hflip and rng.random() < 0.5:
             for f in frames:
                 f.image = f.image.flip(-1)
@@ -110,13 +154,36 @@ class ClipDataset(Dataset):
         return frames
 
 
-def _crop_pad(x: torch.Tensor, y0: int, x0: int, h: int, w: int) -> torch.Tensor:
-    """Crop ``x[..., y0:y0+h, x0:x0+w]``, zero-padding at the bottom/right when it is smaller."""
+def _crop_pad(x: torch.Tensor, y0: int, x0: int, h: int, w: int, value: float = 0.0) -> torch.Tensor:
+    """Crop ``x[..., y0:y0+h, x0:x0+w]``, padding with ``value`` at the bottom/right when it is smaller."""
     out = x[..., y0:y0 + h, x0:x0 + w]
     ph, pw = h - out.shape[-2], w - out.shape[-1]
     if ph or pw:
-        out = F.pad(out.float(), (0, pw, 0, ph)).to(x.dtype)
+        out = F.pad(out.float(), (0, pw, 0, ph), value=float(value)).to(x.dtype)
     return out
+
+
+def _rotate_frame(f: Frame, angle_deg: float) -> None:
+    """Rotate ``f`` in place about its centre by ``angle_deg`` (counter-clockwise on screen),
+    keeping its size: image bilinear (zeros outside), masks nearest (False outside), void nearest
+    with every pixel from outside the frame set (created when the frame had no void map)."""
+    h, w = f.size
+    a = math.radians(angle_deg)
+    cos, sin = math.cos(a), math.sin(a)
+    # Output -> input map in normalised coordinates; the aspect-ratio factors make it a rotation
+    # in pixel units (not a shear) on a non-square frame.
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=torch.float32)
+    grid = F.affine_grid(theta[None], [1, 1, h, w], align_corners=False)
+
+    def sample(x: torch.Tensor, mode: str) -> torch.Tensor:  # [C, h, w] float -> [C, h, w]
+        return F.grid_sample(x[None], grid, mode=mode, padding_mode="zeros", align_corners=False)[0]
+
+    f.image = sample(f.image, "bilinear")
+    if f.masks is not None and f.masks.shape[0]:
+        f.masks = sample(f.masks.float(), "nearest") > 0.5
+    inside = sample(torch.ones(1, h, w), "nearest")[0] > 0.5
+    void = f.void if f.void is not None else torch.zeros(h, w, dtype=torch.bool)
+    f.void = (sample(void[None].float(), "nearest")[0] > 0.5) | ~inside
 
 
 def collate_clips(clips: list[VideoSample]) -> VideoBatch:

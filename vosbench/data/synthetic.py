@@ -14,7 +14,9 @@ Every video shows textured shapes moving over a textured, panning background:
 * distractors: unannotated shapes that copy an annotated object's shape and texture with a
   slightly shifted tint (a method must track, not just recognise appearance);
 * late entries: some objects pop into view after frame 0, so their reference mask lives on a
-  later frame;
+  later frame (option ``late_entries=False``: the same videos with every annotated object in
+  frame 0, what the DAVIS-2017 protocol scores; the built-in benchmark's val split uses it, see
+  ``vosbench.data.datasets.synthetic``);
 * fading (option ``fade``, off by default): an annotated object may lose almost all its contrast
   for a few frames (alpha-blended into what lies behind it, like an object in fog or shadow); the
   ground truth still marks it. A single faded frame is ambiguous, the frames before it are not:
@@ -84,6 +86,8 @@ class _Shape:
     orient: float
     start: int  # first frame the shape exists (late entry)
     annotated: bool
+    fast: bool = False  # drawn as a fast mover (scene description only)
+    look_alike_of: int = -1  # distractor: index of the annotated shape it copies
 
 
 def _radius(category: int, theta: np.ndarray, aspect: float) -> np.ndarray:
@@ -102,11 +106,13 @@ def _radius(category: int, theta: np.ndarray, aspect: float) -> np.ndarray:
     return 0.5 + 0.5 * np.abs(frac * 2 - 1)
 
 
-def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int, alpha: float = 1.0) -> None:
+def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int,
+          alpha: float = 1.0) -> tuple[int, int, np.ndarray] | None:
     """Paint ``shape`` at frame ``t`` into ``img`` (float32[H, W, 3]) and ``lab`` (int32[H, W]).
 
     ``alpha`` < 1 blends the shape over what is already painted (a faded object); the label map
-    marks the shape's pixels regardless.
+    marks the shape's pixels regardless. Returns ``(y0, x0, inside bool[h, w])``, the shape's
+    in-frame pixels (for the scene description), or None when none is in the frame.
     """
     h, w = lab.shape
     cx, cy, sc, ang = shape.cx[t], shape.cy[t], shape.scale[t], shape.angle[t]
@@ -114,7 +120,7 @@ def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int, a
     x0, x1 = int(max(0, math.floor(cx - reach))), int(min(w, math.ceil(cx + reach)))
     y0, y1 = int(max(0, math.floor(cy - reach))), int(min(h, math.ceil(cy + reach)))
     if x0 >= x1 or y0 >= y1:
-        return
+        return None
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     dx, dy = xs + 0.5 - cx, ys + 0.5 - cy
     ca, sa = math.cos(ang), math.sin(ang)
@@ -129,7 +135,7 @@ def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int, a
     if shape.category == 5:  # ring: hollow ellipse
         inside &= rho >= 0.5 * r
     if not inside.any():
-        return
+        return None
     # texture in local coordinates, so it moves/rotates/scales with the object
     co, so = math.cos(shape.orient), math.sin(shape.orient)
     a = (u * co + v * so) * shape.freq
@@ -149,6 +155,7 @@ def _draw(shape: _Shape, t: int, img: np.ndarray, lab: np.ndarray, value: int, a
     else:
         patch[inside] = alpha * col[inside] + (1.0 - alpha) * patch[inside]
     lab[y0:y1, x0:x1][inside] = value
+    return y0, x0, inside
 
 
 def _hsv_color(h: float, s: float, v: float) -> np.ndarray:
@@ -210,7 +217,7 @@ def _random_shape(rng: np.random.Generator, h: int, w: int, t_len: int, *, start
         deform=deform, deform_phase=rng.uniform(0, 2 * np.pi, k),
         colors=np.stack([c1, c2]), pattern=int(rng.integers(0, 3)),
         freq=float(rng.uniform(1.0, 3.0)), orient=float(rng.uniform(0, np.pi)),
-        start=start, annotated=annotated,
+        start=start, annotated=annotated, fast=fast,
     )
 
 
@@ -257,7 +264,8 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
                  max_objects: int, fade: float = 0.0, fade_rng: np.random.Generator | None = None,
                  info: dict | None = None, distractors: bool = True, fast_objects: bool = True,
                  fade_alpha: tuple[float, float] = FADE_ALPHA,
-                 motion_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                 motion_scale: float = 1.0,
+                 late_entries: bool = True) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Render one video.
 
     Args:
@@ -276,8 +284,15 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
             move 3.5-8 %).
         motion_scale: factor on every object's velocity and random acceleration (1 = default;
             the random draws are the same, so < 1 gives slower copies of the same videos).
+        late_entries: ``False``: every annotated object exists from frame 0 (the same random
+            draws, so the same videos otherwise), and one that is still not visible in frame 0
+            (fully hidden or outside the frame) is left unannotated: the DAVIS-2017 protocol
+            scores only the objects of the first frame.
         info: if given, receives ``info["fades"] = [[object id, first frame, end frame, alpha]]``
-            with the final (renumbered) object ids.
+            with the final (renumbered) object ids, and ``info["scene"]``, the scene description
+            the attributes are derived from (``vosbench.data.synthetic_attributes``): per
+            annotated object and per distractor its path, radius, in-frame and visible pixels
+            per frame, first visible frame, faded frames, fast flag, and what it copies.
     Returns:
         frames: uint8[T, H, W, 3] RGB.
         labels: uint8[T, H, W] visible object ids (0 = background), ids 1..N numbered in order
@@ -291,14 +306,17 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
         # the first object is always there at frame 0; others may enter late
         late = i > 0 and t_len > 2 and rng.uniform() < 0.3
         start = int(rng.integers(1, max(2, t_len // 2 + 1))) if late else 0
+        if not late_entries:
+            start = 0  # drawn above all the same: the random stream, hence the video, is kept
         shapes.append(_random_shape(rng, h, w, t_len, start=start, annotated=True,
                                     fast=bool(rng.uniform() < 0.25) and fast_objects,
                                     motion_scale=motion_scale))
     num_distractors = int(rng.integers(0, 3)) if distractors else 0
     for _ in range(num_distractors):
         if shapes and rng.uniform() < 0.7:
-            shapes.append(_distractor_of(rng, shapes[int(rng.integers(0, num_obj))], h, w, t_len,
-                                         motion_scale))
+            ref = int(rng.integers(0, num_obj))
+            shapes.append(_distractor_of(rng, shapes[ref], h, w, t_len, motion_scale))
+            shapes[-1].look_alike_of = ref
         else:
             shapes.append(_random_shape(rng, h, w, t_len, start=0, annotated=False, fast=False,
                                         motion_scale=motion_scale))
@@ -314,11 +332,14 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
     frames = np.zeros((t_len, h, w, 3), np.uint8)
     raw = np.zeros((t_len, h, w), np.int32)
     gain = 1.0 + rng.uniform(-0.1, 0.1) * np.sin(np.linspace(0, np.pi, t_len))  # lighting drift
+    in_frame = np.zeros((len(shapes), t_len), np.int64)  # scene description: pixels in the frame
+    visible = np.zeros((len(shapes), t_len), np.int64)   # ... and not painted over
     for t in range(t_len):
         ox = int(np.clip(round(margin + pan[0] * t), 0, 2 * margin))
         oy = int(np.clip(round(margin + pan[1] * t), 0, 2 * margin))
         img = bg[oy:oy + h, ox:ox + w].copy()
         lab = np.zeros((h, w), np.int32)
+        who = np.full((h, w), -1, np.int32)  # index of the shape that owns each pixel
         for j in order:
             s = shapes[j]
             if t >= s.start:
@@ -328,17 +349,28 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
                 alpha = f[2] if f is not None and f[0] <= t < f[1] and j + 1 in seen else 1.0
                 if alpha < 1.0:
                     faded_at.setdefault(j, []).append(t)
-                _draw(s, t, img, lab, j + 1 if s.annotated else 0, alpha)
+                got = _draw(s, t, img, lab, j + 1 if s.annotated else 0, alpha)
+                if got is not None:
+                    y0, x0, inside = got
+                    who[y0:y0 + inside.shape[0], x0:x0 + inside.shape[1]][inside] = j
+                    in_frame[j, t] = int(np.count_nonzero(inside))
+        visible[:, t] = np.bincount(who.ravel() + 1, minlength=len(shapes) + 1)[1:]
         seen.update(int(v) for v in np.unique(lab))
         img = img * gain[t] + rng.normal(0, 3.0, img.shape).astype(np.float32)  # sensor noise
         frames[t] = np.clip(img, 0, 255).astype(np.uint8)
         raw[t] = lab
     # renumber visible annotated objects 1..N by first appearance
     first: dict[int, int] = {}
+    first_t: dict[int, int] = {}
     for t in range(t_len):
         for v in np.unique(raw[t]):
             if v and int(v) not in first:
                 first[int(v)] = len(first) + 1
+                first_t[int(v)] = t
+    if not late_entries:  # objects first seen after frame 0 become unannotated shapes
+        for v in [v for v in first if first_t[v] > 0]:
+            del first[v]
+            shapes[v - 1].annotated = False
     labels = np.zeros((t_len, h, w), np.uint8)
     for old, new in first.items():
         labels[raw == old] = new
@@ -346,6 +378,23 @@ def render_video(rng: np.random.Generator, *, num_frames: int, height: int, widt
     if info is not None:
         info["fades"] = [[first[j + 1], ts[0], ts[-1] + 1, round(fades[j][2], 4)]
                          for j, ts in sorted(faded_at.items()) if j + 1 in first]
+
+        def path(j: int) -> dict:
+            s = shapes[j]
+            return {"shape_index": j, "category": s.category, "start": s.start,
+                    "cx": [round(float(x), 3) for x in s.cx], "cy": [round(float(y), 3) for y in s.cy],
+                    "scale": [round(float(r), 4) for r in s.scale],
+                    "area": in_frame[j].tolist(), "visible": visible[j].tolist()}
+
+        info["scene"] = {
+            "num_frames": t_len, "height": h, "width": w,
+            "objects": [{"id": new, **path(old - 1), "fast": shapes[old - 1].fast,
+                         "first_visible": first_t[old], "faded_frames": faded_at.get(old - 1, [])}
+                        for old, new in first.items()],
+            "distractors": [{**path(j), "copies_shape": s.look_alike_of if s.look_alike_of >= 0 else None,
+                             "look_alike_of": first.get(s.look_alike_of + 1) if s.look_alike_of >= 0 else None}
+                            for j, s in enumerate(shapes) if not s.annotated],
+        }
     return frames, labels, cats
 
 
@@ -373,7 +422,7 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
              num_videos: int = 4, num_frames: int = 6, height: int = 64, width: int = 96,
              max_objects: int = 3, seed: int = 0, fade: float = 0.0, distractors: bool = True,
              fast_objects: bool = True, fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA,
-             motion_scale: float = 1.0) -> Path:
+             motion_scale: float = 1.0, late_entries: bool = True) -> Path:
     """Write a synthetic dataset split as a real-format folder.
 
     ``fmt="davis2017"`` writes ``JPEGImages/480p/<seq>/00000.jpg``, ``Annotations/480p/<seq>/
@@ -406,6 +455,8 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
         motion_scale: factor on every object's velocity and random acceleration, in (0, 4]
             (default 1: data and cache key unchanged; otherwise the same videos, objects moving
             slower or faster, key suffix ``_motion<m>``).
+        late_entries: ``False``: every annotated object is in frame 0 (see ``render_video``;
+            key suffix ``_nolate``). Default ``True``: data and key unchanged.
     Returns:
         ``Path(out_dir)``.
     """
@@ -417,7 +468,7 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     if max_objects > 254:
         raise ValueError("synthetic: max_objects must be <= 254 (8-bit palette ids)")
     options = _options(fade=fade, distractors=distractors, fast_objects=fast_objects,
-                       fade_alpha=fade_alpha, motion_scale=motion_scale)
+                       fade_alpha=fade_alpha, motion_scale=motion_scale, late_entries=late_entries)
     fade_alpha = tuple(options.get("fade_alpha", FADE_ALPHA))
     motion_scale = options.get("motion_scale", 1.0)
     out = Path(out_dir)
@@ -433,14 +484,16 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
     rng = np.random.default_rng(_split_seed(seed, split))
     names = [f"syn-{split}-{i:04d}" for i in range(num_videos)]
     fade_log: dict[str, list] = {}
+    scene_log: dict[str, dict] = {}  # video -> scene description (attributes, db_info.yml)
 
     def render(i: int):
         info: dict = {}
         res = render_video(rng, num_frames=num_frames, height=height, width=width,
                            max_objects=max_objects, fade=fade, fade_rng=_fade_rng(seed, split, i), info=info,
                            distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha,
-                           motion_scale=motion_scale)
+                           motion_scale=motion_scale, late_entries=late_entries)
         fade_log[names[i]] = info.get("fades", [])
+        scene_log[names[i]] = info["scene"]
         return res
 
     if fmt == "davis2017":
@@ -489,12 +542,21 @@ def generate(out_dir: str | os.PathLike, *, fmt: str = "davis2017", split: str =
                                                categories=categories))
     if fade > 0:
         write_json(out / FADES_FILE.format(split=split), fade_log)
+    _write_scenes(out, fmt, split, scene_log)
     write_json(marker, params)
     return out
 
 
+def _write_scenes(out: Path, fmt: str, split: str, scenes: dict[str, dict]) -> None:
+    """``scenes_<split>.json`` and the DAVIS-style ``db_info.yml`` with the videos' attributes."""
+    from vosbench.data import synthetic_attributes as attrs
+
+    write_json(out / attrs.SCENES_FILE.format(split=split), scenes)
+    attrs.write_db_info(out, fmt, split, scenes)
+
+
 def _options(*, fade: float = 0.0, distractors: bool = True, fast_objects: bool = True,
-             fade_alpha=FADE_ALPHA, motion_scale=1.0) -> dict:
+             fade_alpha=FADE_ALPHA, motion_scale=1.0, late_entries: bool = True) -> dict:
     """The validated generator options that differ from their defaults.
 
     Both the split's marker file and its cache key record exactly these, so data made without an
@@ -516,6 +578,8 @@ def _options(*, fade: float = 0.0, distractors: bool = True, fast_objects: bool 
         out["fast_objects"] = False
     if motion != 1.0:
         out["motion_scale"] = motion
+    if not late_entries:
+        out["late_entries"] = False
     return out
 
 
@@ -551,6 +615,7 @@ def cache_key(**params) -> str:
         "fast_objects": lambda _: "_nofast",
         "fade_alpha": lambda a: "_alpha{:g}-{:g}".format(*a),
         "motion_scale": "_motion{:g}".format,
+        "late_entries": lambda _: "_nolate",
     }
     options = _options(**{k: p[k] for k in suffix if k in p})
     return key + "".join(suffix[k](options[k]) for k in suffix if k in options)
@@ -560,7 +625,7 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
                     num_frames: int, height: int, width: int, max_objects: int, seed: int,
                     fade: float = 0.0, distractors: bool = True, fast_objects: bool = True,
                     fade_alpha: tuple[float, float] | list[float] = FADE_ALPHA,
-                    motion_scale: float = 1.0) -> Path:
+                    motion_scale: float = 1.0, late_entries: bool = True) -> Path:
     """``generate`` into ``cache_dir/<key>`` unless that folder is already complete.
 
     The folder is written under a temporary name and renamed into place, so concurrent
@@ -569,10 +634,14 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
     params = dict(fmt=fmt, split=split, num_videos=num_videos, num_frames=num_frames,
                   height=height, width=width, max_objects=max_objects, seed=seed, fade=fade,
                   distractors=distractors, fast_objects=fast_objects, fade_alpha=fade_alpha,
-                  motion_scale=motion_scale)
+                  motion_scale=motion_scale, late_entries=late_entries)
     cache = Path(cache_dir).expanduser()
     final = cache / cache_key(**params)
     if (final / _MARKER.format(fmt=fmt, split=split)).is_file():
+        from vosbench.data.synthetic_attributes import SCENES_FILE
+
+        if not (final / SCENES_FILE.format(split=split)).is_file():
+            _add_scenes(cache, final, params)  # made before the generator described its scenes
         return final
     cache.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
@@ -587,6 +656,23 @@ def cached_generate(cache_dir: str | os.PathLike, *, fmt: str, split: str, num_v
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(tmp)
     return final
+
+
+def _add_scenes(cache: Path, final: Path, params: dict) -> None:
+    """Give a complete cached folder its ``scenes_<split>.json`` and ``db_info.yml``: render the
+    same split again (a pure function of ``params``) and move only those two files in."""
+    from vosbench.data.synthetic_attributes import SCENES_FILE, db_info_path
+
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=cache))
+    try:
+        generate(tmp, **params)
+        for rel in (db_info_path(Path(), params["fmt"]), Path(SCENES_FILE.format(split=params["split"]))):
+            part = final / rel.parent / f".{rel.name}.{os.getpid()}.tmp"
+            shutil.copyfile(tmp / rel, part)
+            os.replace(part, final / rel)  # the scenes file last: its presence means "done"
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
 
 
 __all__ = ["SHAPES", "GENERATOR_VERSION", "FADES_FILE", "generate", "cached_generate", "cache_key", "render_video"]

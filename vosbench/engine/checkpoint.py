@@ -7,7 +7,9 @@ A training checkpoint is a plain dict of tensors and Python primitives::
       "model": state_dict,                  # the bare VideoMethod (never the DDP wrapper)
       "optimizer": state_dict | None, "scheduler": state_dict | None, "scaler": state_dict | None,
       "iteration": int,                     # number of completed iterations
-      "rng": [per-rank RNG state],          # python / numpy / torch / cuda, as tensors and lists
+      "rng": [per-rank RNG state],          # python / numpy / torch / cuda, as tensors and lists,
+                                            # + "method" / "data": the generators the method and the
+                                            # data pipeline own (``generator_states``)
       "hooks": {hook name: state},          # e.g. the best validation score so far
       "config": dict,                       # the resolved config of the run
       "world_size": int,
@@ -20,6 +22,8 @@ saving leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 import random
 from pathlib import Path
@@ -33,6 +37,13 @@ from vosbench.utils.io import atomic_write
 
 CHECKPOINT_FORMAT = "vosbench-checkpoint"
 CHECKPOINT_VERSION = 1
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (truncated, foreign, not loadable with
+    ``weights_only=True``, wrong keys); the message names the file."""
 
 
 # ----------------------------------------------------------------------------- RNG states
@@ -63,6 +74,108 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         cuda = list(state["cuda"])
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
+
+
+# ------------------------------------------------------------------- owned random generators
+_GENERATOR_TYPES = (np.random.Generator, np.random.RandomState, random.Random, torch.Generator)
+
+
+def _generator_state(g: Any) -> dict[str, Any]:
+    """One generator's state as ``weights_only``-safe values (a JSON string or a tensor)."""
+    def plain(x):
+        if isinstance(x, np.ndarray):
+            return x.tolist()
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [plain(v) for v in x]
+        return x.item() if isinstance(x, np.generic) else x
+
+    if isinstance(g, torch.Generator):
+        return {"kind": "torch", "state": g.get_state()}
+    if isinstance(g, np.random.Generator):  # PCG64 states are 128-bit ints: JSON keeps them exact
+        return {"kind": "numpy_generator", "state": json.dumps(plain(g.bit_generator.state))}
+    if isinstance(g, np.random.RandomState):
+        return {"kind": "numpy_randomstate", "state": json.dumps(plain(g.get_state(legacy=False)))}
+    return {"kind": "python", "state": json.dumps(plain(g.getstate()))}
+
+
+def _set_generator_state(g: Any, st: Mapping[str, Any], where: str) -> None:
+    kind = st.get("kind")
+    if isinstance(g, torch.Generator) and kind == "torch":
+        g.set_state(st["state"])
+    elif isinstance(g, np.random.Generator) and kind == "numpy_generator":
+        g.bit_generator.state = json.loads(st["state"])
+    elif isinstance(g, np.random.RandomState) and kind == "numpy_randomstate":
+        d = json.loads(st["state"])
+        d["state"]["key"] = np.asarray(d["state"]["key"], dtype=np.uint32)
+        g.set_state(d)
+    elif isinstance(g, random.Random) and kind == "python":
+        v, internal, gauss = json.loads(st["state"])
+        g.setstate((v, tuple(internal), gauss))
+    else:
+        raise CheckpointError(f"{where}: saved generator of kind {kind!r} does not match the "
+                              f"{type(g).__name__} the run now has")
+
+
+def _owned_generators(obj: Any, prefix: str = "", depth: int = 0) -> dict[str, Any]:
+    """``name -> generator`` for the random generators an object owns as attributes: for an
+    ``nn.Module`` those of every submodule (``named_modules``), for other objects their own and
+    those of a wrapped ``dataset`` (the clip dataset around a video dataset)."""
+    found: dict[str, Any] = {}
+    if isinstance(obj, nn.Module):
+        for mname, mod in obj.named_modules():
+            for k, v in vars(mod).items():
+                if isinstance(v, _GENERATOR_TYPES):
+                    found[f"{mname}.{k}" if mname else k] = v
+        return found
+    if obj is None or depth > 3:
+        return found
+    for k, v in list(vars(obj).items()) if hasattr(obj, "__dict__") else ():
+        if isinstance(v, _GENERATOR_TYPES):
+            found[f"{prefix}{k}"] = v
+        elif k == "dataset" and v is not obj:
+            found.update(_owned_generators(v, f"{prefix}dataset.", depth + 1))
+    return found
+
+
+def generator_states(obj: Any) -> dict[str, Any]:
+    """The states of every random generator ``obj`` owns (see ``_owned_generators``), so a
+    checkpoint can carry e.g. MaskRNN's mask-perturbation ``np.random.Generator``; what a method
+    saves is ``VideoMethod.random_state()``, which defaults to this."""
+    return {k: _generator_state(g) for k, g in sorted(_owned_generators(obj).items())}
+
+
+def load_generator_states(obj: Any, states: Mapping[str, Any] | None, where: str = "") -> None:
+    """Restore what ``generator_states`` saved; a generator on one side only is a warning
+    (the run continues, but its random stream is not the uninterrupted run's)."""
+    states = dict(states or {})
+    gens = _owned_generators(obj)
+    for name, g in gens.items():
+        if name in states:
+            _set_generator_state(g, states.pop(name), f"{where} ({name})")
+        else:
+            logger.warning("%s: no saved state for the random generator %s of %s: its stream "
+                           "restarts", where, name, type(obj).__name__)
+    for name in states:
+        logger.warning("%s: saved random generator %s has no counterpart in %s", where, name,
+                       type(obj).__name__)
+
+
+def method_random_state(model: nn.Module) -> dict[str, Any]:
+    """``random_state()`` of the bare method (the generic generator scan for other modules)."""
+    m = unwrap_model(model)
+    fn = getattr(m, "random_state", None)
+    return fn() if callable(fn) else generator_states(m)
+
+
+def load_method_random_state(model: nn.Module, state: Mapping[str, Any] | None, where: str) -> None:
+    m = unwrap_model(model)
+    fn = getattr(m, "load_random_state", None)
+    if callable(fn):
+        fn(state or {})
+    else:
+        load_generator_states(m, state, where)
 
 
 # ----------------------------------------------------------------------------- save / load
@@ -141,17 +254,23 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
 
     Raises:
         FileNotFoundError: the file does not exist (never a silent random init).
-        ValueError: the file is not a loadable checkpoint (the message names it).
+        CheckpointError: the file is not a loadable checkpoint (the message names it).
     """
     p = Path(path)
     if not p.is_file():
+        if p.is_dir():
+            raise CheckpointError(f"{p}: is a folder, expected a checkpoint file")
         raise FileNotFoundError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{p}: empty file (0 bytes), not a checkpoint")
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as e:  # truncated file, pickle with non-allowlisted globals, ...
-        raise ValueError(f"{p}: cannot load checkpoint with torch.load(weights_only=True): {e}") from e
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p}: cannot load checkpoint with torch.load(weights_only=True): "
+                              f"{first}") from e
     if not isinstance(obj, dict):
-        raise ValueError(f"{p}: a checkpoint must be a dict, got {type(obj).__name__}")
+        raise CheckpointError(f"{p}: a checkpoint must be a dict, got {type(obj).__name__}")
     return obj
 
 
@@ -161,7 +280,8 @@ def extract_state_dict(obj: Mapping[str, Any], where: str = "") -> dict[str, tor
         return dict(obj["model"])
     if all(isinstance(v, torch.Tensor) for v in obj.values()):
         return dict(obj)
-    raise ValueError(f"{where}: neither a vosbench checkpoint nor a state dict (keys: {sorted(obj)[:10]})")
+    raise CheckpointError(f"{where}: neither a vosbench checkpoint nor a state dict "
+                          f"(keys: {sorted(map(str, obj))[:10]})")
 
 
 def load_model_weights(model: nn.Module, path: str | os.PathLike, *, strict: bool = True) -> nn.Module:
@@ -183,11 +303,11 @@ def load_model_weights(model: nn.Module, path: str | os.PathLike, *, strict: boo
     mismatched = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
                   for k, v in state.items() if k in own and tuple(v.shape) != tuple(own[k].shape)]
     if mismatched:
-        raise ValueError(f"{path}: weights do not match {type(target).__name__}: shape mismatch for "
+        raise CheckpointError(f"{path}: weights do not match {type(target).__name__}: shape mismatch for "
                          + "; ".join(mismatched[:10]) + (" ..." if len(mismatched) > 10 else ""))
     missing, unexpected = target.load_state_dict(state, strict=False)
     if strict and (missing or unexpected):
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: weights do not match {type(target).__name__}: missing keys {list(missing)[:20]}"
             f"{' ...' if len(missing) > 20 else ''}, unexpected keys {list(unexpected)[:20]}"
             f"{' ...' if len(unexpected) > 20 else ''}"

@@ -14,6 +14,38 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from vosbench.config import ConfigError
 from vosbench.engine import comm
+from vosbench.utils.io import DataError
+
+DATA_CHECK_LEVELS = ("header", "full", "off")
+
+
+def preflight_dataset(cfg: Any, *, split: str, level: str = "header"):
+    """Build the training dataset of ``cfg`` after checking every file of ``split`` with the
+    reader ``check_dataset`` uses (``vosbench.data.datasets.base.check_config``).
+
+    ``level``: ``header`` (default: every frame and annotation exists, is a complete image of the
+    right kind and size; about a millisecond per file), ``full`` (also decodes every file: label
+    values, a varying alpha), ``off`` (build only).
+
+    Raises:
+        ConfigError: an unknown level.
+        DataError: listing EVERY problem found (one per line), before anything else is built.
+    """
+    from vosbench.data import build_dataset
+    from vosbench.data.datasets.base import check_config
+
+    if level not in DATA_CHECK_LEVELS:
+        raise ConfigError(f"trainer.data_check must be one of {DATA_CHECK_LEVELS}, got {level!r}")
+    if level == "off":
+        return build_dataset(cfg, split=split)
+    ds, problems = check_config(cfg, level=level, split=split)
+    if problems:
+        shown = problems[:50]
+        more = f"\n  ... and {len(problems) - 50} more" if len(problems) > 50 else ""
+        raise DataError(f"{len(problems)} problem(s) in the training split {split!r} of dataset "
+                        f"{cfg.get('name')!r} (found before training; trainer.data_check={level}):\n  "
+                        + "\n  ".join(shown) + more)
+    return ds
 
 
 class ResumableDistributedSampler(DistributedSampler):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import math
 import random
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from vosbench.config import ConfigError, build
 from vosbench.engine import comm
 from vosbench.engine.checkpoint import load_model_weights, plain_config
-from vosbench.engine.data import InfiniteLoader
+from vosbench.engine.data import InfiniteLoader, preflight_dataset
 from vosbench.engine.hooks import (
     EvalHook,
     IterationTimer,
@@ -165,15 +166,38 @@ def remove_handlers(handlers: list[logging.Handler]) -> None:
         h.close()
 
 
-def build_method(cfg: Any, device: torch.device | str = "cpu") -> nn.Module:
-    """Build ``cfg.method`` through the METHODS registry.
+def build_method(cfg: Any, device: torch.device | str = "cpu", *, covered_by: str | None = None,
+                 reports: list | None = None) -> nn.Module:
+    """Build ``cfg.method`` through the METHODS registry, under the weights policy.
 
     The shipped methods register like any third-party plugin (the ``vosbench.plugins`` entry
     points of ``setup.py``), loaded on the first registry miss: the core imports no method.
+
+    Pretrained files follow ``vosbench.models.weights``: a missing one is an error unless the
+    top-level ``allow_random_init`` is true. ``covered_by``: a checkpoint the caller loads
+    strictly right after (``load_covering_checkpoint``), so missing pretrained files are
+    deferred to it. ``reports`` (a list) receives the ``LoadReport`` of every pretrained file.
     """
+    from vosbench.models.weights import weights_policy
     from vosbench.registry import METHODS
 
-    return build(cfg.method, METHODS).to(device)
+    with weights_policy(allow_random_init=bool(cfg.get("allow_random_init", False)),
+                        covered_by=covered_by or None) as got:
+        method = build(cfg.method, METHODS)
+    if reports is not None:
+        reports.extend(got)
+    return method.to(device)
+
+
+def load_covering_checkpoint(method: nn.Module, path: str, reports: list) -> None:
+    """Load ``path`` strictly into ``method`` and check it covered every deferred pretrained
+    file (``vosbench.models.weights.verify_covered``); logs what it loaded."""
+    from vosbench.models.weights import verify_covered
+
+    load_model_weights(method, path)  # strict: no missing, no unexpected key
+    verify_covered(method, reports)
+    logger.info("weights: checkpoint %s loaded strictly into %s: all %d tensors (no missing, no "
+                "unexpected keys)", path, type(method).__name__, len(method.state_dict()))
 
 
 def make_eval_fn(cfg: Any, method: nn.Module, device: torch.device):
@@ -223,6 +247,34 @@ def run_job(job: Callable[[Any, torch.device], dict[str, Any]], cfg: Any) -> dic
         remove_handlers(handlers)
 
 
+def epoch_schedule(t: Any, dataset: Any) -> tuple[int, Any, dict]:
+    """The iteration schedule of a trainer config, converting an epoch-based one.
+
+    ``trainer.epochs`` null: ``(max_iter, scheduler, clip)`` as configured. Set (papers that count
+    epochs, e.g. MaskProp's 20 epochs on YouTube-VIS): an epoch is one clip per frame of the
+    training split (the per-frame epoch of the image-detector / MaskTrack R-CNN loaders), so
+    ``clip.samples_per_epoch`` = number of frames, ``max_iter = epochs x iterations per epoch``
+    (iterations per epoch = ceil(frames / (batch_size x accum_steps))) and the scheduler's
+    ``milestones`` are read in epochs and converted alike.
+    """
+    clip = dict(plain_config(t.clip))
+    sched = plain_config(t.scheduler)
+    epochs = t.get("epochs")
+    if not epochs:
+        return int(t.max_iter), t.scheduler, clip
+    videos = getattr(dataset, "videos", None)
+    frames = (sum(len(v.frame_paths) for v in videos) if videos is not None
+              else sum(len(dataset[i]) for i in range(len(dataset))))
+    per_epoch = max(1, math.ceil(frames / (int(t.batch_size) * int(t.accum_steps))))
+    clip["samples_per_epoch"] = frames
+    if sched and "milestones" in sched:
+        sched = {**sched, "milestones": [int(round(m * per_epoch)) for m in sched["milestones"]]}
+    logger.info("trainer.epochs=%s: %d training frames -> %d iterations per epoch, max_iter %d, "
+                "milestones %s", epochs, frames, per_epoch, int(epochs * per_epoch),
+                sched.get("milestones") if sched else None)
+    return int(round(epochs * per_epoch)), sched, clip
+
+
 # ----------------------------------------------------------------------------- train
 def train(cfg: Any) -> dict[str, Any]:
     """Train ``cfg.method`` on ``cfg.dataset`` with ``cfg.trainer``; single process or torchrun DDP.
@@ -243,28 +295,34 @@ def _train(cfg: Any, device: torch.device) -> dict[str, Any]:
     rank, world = comm.get_rank(), comm.get_world_size()
     output_dir = Path(cfg.output_dir)
     if comm.is_main_process():
-        from omegaconf import OmegaConf
-
         output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     if t.batch_size % world:
         raise ConfigError(f"trainer.batch_size={t.batch_size} (global) is not divisible by the "
                           f"{world} processes")
 
+    # Fail in the first second, not at iteration 385: every file of the training split is
+    # checked (vosbench.engine.data.preflight_dataset) before the model is built.
+    dataset = preflight_dataset(cfg.dataset, split=t.train_split, level=t.get("data_check", "header"))
     # The same seed on every rank for the model init (DDP also broadcasts rank 0's weights) ...
     seed_everything(int(cfg.seed))
-    method = build_method(cfg, device)
+    # A checkpoint loaded strictly right after the build (checkpoint=, or resume's last.pth)
+    # overwrites every tensor: pretrained files are not needed then (vosbench.models.weights).
+    resume_file = Path(cfg.output_dir) / "last.pth"
+    cover = cfg.checkpoint or (str(resume_file) if cfg.resume and resume_file.is_file() else None)
+    weight_reports: list = []
+    method = build_method(cfg, device, covered_by=cover, reports=weight_reports)
     if not getattr(method, "trainable", True):
         raise ConfigError(f"method {cfg.method.name!r} is training-free (trainable=False); "
                           "use tools/test.py")
     if cfg.checkpoint:
-        load_model_weights(method, cfg.checkpoint)
+        load_covering_checkpoint(method, cfg.checkpoint, weight_reports)
         logger.info("Initialised weights from %s", cfg.checkpoint)
     # ... and a different stream per rank for training-time randomness.
     seed_everything(int(cfg.seed) + rank)
 
     optimizer = build_optimizer(t.optimizer, method)
-    scheduler = build_scheduler(t.scheduler, optimizer, warmup_iters=t.warmup_iters,
+    max_iter, sched_cfg, clip_cfg = epoch_schedule(t, dataset)  # trainer.epochs -> iterations
+    scheduler = build_scheduler(sched_cfg, optimizer, warmup_iters=t.warmup_iters,
                                 warmup_factor=t.warmup_factor)
     model: nn.Module = method
     if world > 1:
@@ -275,12 +333,11 @@ def _train(cfg: Any, device: torch.device) -> dict[str, Any]:
     hooks = default_hooks(cfg, output_dir, method, device)
     trainer = SimpleTrainer(model, [], optimizer, scheduler=scheduler, grad_clip=t.grad_clip,
                             amp=t.amp, accum_steps=t.accum_steps, hooks=hooks)
-    dataset = build_dataset(cfg.dataset, split=t.train_split)
     data_task = getattr(dataset, "task", None)
     if data_task is not None and data_task != getattr(method, "task", data_task):
         raise ConfigError(f"method {cfg.method.name!r} solves task {method.task!r} but dataset "
                           f"{cfg.dataset.name!r} is a {data_task!r} dataset")
-    clips = ClipDataset(dataset, seed=int(cfg.seed), **plain_config(t.clip))
+    clips = ClipDataset(dataset, seed=int(cfg.seed), **clip_cfg)
     trainer.data_loader = loader = InfiniteLoader(
         clips, batch_size=t.batch_size // world, collate_fn=collate_clips,
         num_workers=t.num_workers, seed=int(cfg.seed), pin_memory=device.type == "cuda")
@@ -292,14 +349,26 @@ def _train(cfg: Any, device: torch.device) -> dict[str, Any]:
     if cfg.resume:
         if last.is_file():
             start_iter = resume_from_checkpoint(trainer, last)
+            from vosbench.models.weights import verify_covered
+
+            verify_covered(method, weight_reports)  # resume loaded every tensor strictly
             logger.info("Resumed from %s at iteration %d", last, start_iter)
         else:
             logger.info("resume=true but %s does not exist: starting from scratch", last)
     loader.start_batch = start_iter * t.accum_steps
+    if comm.is_main_process():
+        # Written once everything above succeeded: a run that fails to start (a bad override on
+        # resume) leaves the config.yaml that matches the run folder's checkpoints untouched.
+        from omegaconf import OmegaConf
+
+        from vosbench.utils.io import atomic_write
+
+        with atomic_write(output_dir / "config.yaml", "w") as f:
+            f.write(OmegaConf.to_yaml(cfg, resolve=True))
     logger.info("Training %s on %s (%d videos, %d clips/epoch) for %d iterations, global batch %d "
                 "on %d process(es)", cfg.method.name, cfg.dataset.name, len(dataset), len(clips),
-                t.max_iter, t.batch_size, world)
-    trainer.train(start_iter, t.max_iter)
+                max_iter, t.batch_size, world)
+    trainer.train(start_iter, max_iter)
 
     eval_hooks = [h for h in trainer.hooks if isinstance(h, EvalHook)]
     result = {

@@ -21,13 +21,18 @@ import torch
 
 from vosbench.engine import comm
 from vosbench.engine.checkpoint import (
+    CheckpointError,
+    generator_states,
     get_rng_state,
     load_checkpoint,
+    load_generator_states,
+    load_method_random_state,
+    method_random_state,
     save_checkpoint,
     set_rng_state,
     unwrap_model,
 )
-from vosbench.engine.train_loop import HookBase
+from vosbench.engine.train_loop import HookBase, TrainingDataError
 
 logger = logging.getLogger(__name__)
 
@@ -74,12 +79,37 @@ class IterationTimer(HookBase):
                         self.total_time / done)
 
 
+def rank_random_state(trainer: Any) -> dict[str, Any]:
+    """This process's random state for a checkpoint: the global python / numpy / torch / CUDA
+    streams, plus every generator the method (``VideoMethod.random_state``) and the training
+    data pipeline (``generator_states`` of the loader's dataset) own."""
+    state = get_rng_state()
+    state["method"] = method_random_state(trainer.model)
+    loader = getattr(trainer, "data_loader", None)
+    state["data"] = generator_states(getattr(loader, "dataset", None)) if loader is not None else {}
+    return state
+
+
+def set_rank_random_state(trainer: Any, state: dict[str, Any], where: str) -> None:
+    set_rng_state(state)
+    load_method_random_state(trainer.model, state.get("method"), where)
+    loader = getattr(trainer, "data_loader", None)
+    if loader is not None and state.get("data"):
+        load_generator_states(getattr(loader, "dataset", None), state.get("data"), where)
+
+
 class PeriodicCheckpointer(HookBase):
     """Writes ``<output_dir>/last.pth`` every ``period`` iterations and at the end, plus
     ``model_final.pth`` (weights, config, iteration) when training completes.
 
-    All ranks gather their RNG states into the checkpoint (rank ``r`` gets its own state back on
-    resume); only rank 0 writes. Writes are atomic.
+    All ranks gather their random states (``rank_random_state``) into the checkpoint (rank ``r``
+    gets its own state back on resume); only rank 0 writes. Writes are atomic.
+
+    When a data error stops the run (``TrainingDataError``: a file that went bad after the
+    pre-flight check), ``last.pth`` is written with the state from before the failed iteration
+    (the random state is taken at each ``before_step``), so ``resume=true`` continues exactly
+    once the file is fixed (exactly: also when micro-batches of that step had run, only their
+    buffer updates, e.g. BatchNorm statistics, are not undone; a warning says so).
 
     Args:
         output_dir: run folder.
@@ -99,9 +129,13 @@ class PeriodicCheckpointer(HookBase):
     def last_path(self) -> Path:
         return self.output_dir / "last.pth"
 
+    def before_step(self) -> None:
+        # cheap (a few KB): the state to save if this step's batch fails to load
+        self._step_rng = rank_random_state(self.trainer) if comm.get_world_size() == 1 else None
+
     def save(self, path: Path) -> None:
         t = self.trainer
-        rng = comm.all_gather_object(get_rng_state())
+        rng = comm.all_gather_object(rank_random_state(t))
         if comm.is_main_process():
             state = t.state_dict()
             save_checkpoint(
@@ -123,8 +157,30 @@ class PeriodicCheckpointer(HookBase):
 
                 shutil.copyfile(self.last_path, self.output_dir / f"model_{done:07d}.pth")
 
+    def _save_on_data_error(self, e: TrainingDataError) -> None:
+        t = self.trainer
+        rng = getattr(self, "_step_rng", None)
+        if rng is None:  # DDP: the other ranks are blocked in a collective; nothing to save safely
+            return
+        state = t.state_dict()
+        save_checkpoint(self.last_path, t.model, optimizer=t.optimizer, scheduler=t.scheduler,
+                        scaler=t.scaler if t.scaler.is_enabled() else None,
+                        iteration=e.iteration, rng=[rng], hooks=state["hooks"], config=self.config,
+                        world_size=1)
+        if e.micro_batches_done:
+            logger.warning("%s: written after %d of %d micro-batches of iteration %d; a resumed run "
+                           "is exact except for their buffer updates", self.last_path,
+                           e.micro_batches_done, t.accum_steps, e.iteration + 1)
+        e.args = (f"{e.args[0]} (training stopped before iteration {e.iteration + 1}; "
+                  f"{self.last_path} holds the state after {e.iteration}: fix the file, then rerun "
+                  "with resume=true)",)
+
     def after_train(self) -> None:
         t = self.trainer
+        exc = getattr(t, "exception", None)
+        if isinstance(exc, TrainingDataError) and comm.is_main_process():
+            self._save_on_data_error(exc)
+            return
         if t.iter < t.max_iter or not comm.is_main_process():
             return  # stopped early (exception): keep last.pth only
         save_checkpoint(self.output_dir / "model_final.pth", t.model, iteration=t.max_iter,
@@ -140,21 +196,32 @@ def resume_from_checkpoint(trainer: Any, path: str | os.PathLike) -> int:
     """
     obj = load_checkpoint(path, map_location="cpu")
     if obj.get("optimizer") is None:
-        raise ValueError(f"{path}: holds only weights (no optimizer state); cannot resume from it. "
-                         "Use checkpoint=PATH to initialise a new run from these weights instead.")
-    unwrap_model(trainer.model).load_state_dict(obj["model"])
-    trainer.load_state_dict({
-        "iteration": obj["iteration"], "hooks": obj.get("hooks", {}),
-        "optimizer": obj["optimizer"], "scheduler": obj.get("scheduler"), "scaler": obj.get("scaler"),
-    })
+        raise CheckpointError(f"{path}: holds only weights (no optimizer state); cannot resume from "
+                              "it. Use checkpoint=PATH to initialise a new run from these weights "
+                              "instead.")
+    for key in ("model", "iteration"):
+        if key not in obj:
+            raise CheckpointError(f"{path}: not a vosbench training checkpoint (no {key!r}); cannot "
+                                  "resume from it")
+    try:
+        unwrap_model(trainer.model).load_state_dict(obj["model"])
+        trainer.load_state_dict({
+            "iteration": obj["iteration"], "hooks": obj.get("hooks", {}),
+            "optimizer": obj["optimizer"], "scheduler": obj.get("scheduler"),
+            "scaler": obj.get("scaler")})
+    except (RuntimeError, KeyError, ValueError, TypeError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: does not match this run's method/optimizer ({first}); "
+                              "resume with the config it was written with, or start a new "
+                              "output_dir") from e
     rng = obj.get("rng") or []
     rank, world = comm.get_rank(), comm.get_world_size()
     if len(rng) == world:
-        set_rng_state(rng[rank])
+        set_rank_random_state(trainer, rng[rank], str(path))
     elif rng:
         logger.warning("%s was saved by %d process(es), resuming with %d: RNG streams differ from "
                        "an uninterrupted run", path, len(rng), world)
-        set_rng_state(rng[0])
+        set_rank_random_state(trainer, rng[0], str(path))
     return int(obj["iteration"])
 
 
@@ -276,6 +343,13 @@ class MetricsLogger(HookBase):
             if "eta_seconds" in t.metrics:
                 record["eta_seconds"] = float(t.metrics["eta_seconds"])  # latest, not averaged
             self._write(record, prefix="train/")
+            if comm.is_main_process():  # one line per log period, whatever the trainer config
+                shown = " ".join(f"{k} {record[k]:.4g}" for k in ("total_loss", *sorted(
+                    k for k in record if k.startswith("loss_"))) if k in record)
+                eta = record.get("eta_seconds")
+                logger.info("iter %d/%d %s lr %.2e time %.2fs%s", done, t.max_iter, shown,
+                            record.get("lr", float("nan")), record.get("time", float("nan")),
+                            f" eta {int(eta) // 60}:{int(eta) % 60:02d}" if eta is not None else "")
             self._sums, self._count = {}, 0
         latest = getattr(t, "latest_eval", None)
         if latest is not None and latest[0] == done:

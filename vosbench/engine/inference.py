@@ -373,6 +373,12 @@ def inference_on_dataset(
     """
     device = torch.device(device)
     method.to(device).eval()
+    # The ground truth is always scored at its original size (predictions come at the original
+    # size): with ``resize_short`` the method sees resized frames and the evaluator gets the
+    # same videos read by the original-size twin of the dataset.
+    gt_view = dataset
+    if evaluator is not None and getattr(dataset, "resize_short", None) and hasattr(dataset, "original_size"):
+        gt_view = dataset.original_size()
     n = len(dataset) if max_videos is None else min(int(max_videos), len(dataset))
     rank, world = comm.get_rank(), comm.get_world_size()
     mine = list(range(rank, n, world))
@@ -390,7 +396,7 @@ def inference_on_dataset(
             sample = dataset[i]
             pred = run_method(method, sample, device, stats)
             if world == 1:
-                _consume(sample, pred, writer, evaluator)
+                _consume(gt_view[i] if gt_view is not dataset else sample, pred, writer, evaluator)
             else:
                 encoded.append((i, _encode(pred)))
             if bar is not None:
@@ -407,7 +413,7 @@ def inference_on_dataset(
         if comm.is_main_process():
             by_index = {i: d for enc in gathered for i, d in enc}
             for i in range(n):
-                _consume(dataset[i], _decode(by_index[i]), writer, evaluator)
+                _consume(gt_view[i], _decode(by_index[i]), writer, evaluator)
     else:
         all_stats = [local]
 
@@ -448,14 +454,16 @@ def evaluate(cfg: Any) -> dict[str, Any]:
 def _evaluate(cfg: Any, device: torch.device) -> dict[str, Any]:
     from vosbench.config import ConfigError
     from vosbench.data import build_dataset
-    from vosbench.engine.checkpoint import load_model_weights
-    from vosbench.engine.defaults import build_method, seed_everything
+    from vosbench.engine.defaults import build_method, load_covering_checkpoint, seed_everything
 
     out = Path(cfg.output_dir)
     seed_everything(int(cfg.seed))
-    method = build_method(cfg, device)
+    # checkpoint= is loaded strictly over the built method: it covers the pretrained files
+    # (ImageNet trunks, COCO detector), which are then not needed (vosbench.models.weights).
+    weight_reports: list = []
+    method = build_method(cfg, device, covered_by=cfg.checkpoint or None, reports=weight_reports)
     if cfg.checkpoint:
-        load_model_weights(method, cfg.checkpoint)
+        load_covering_checkpoint(method, cfg.checkpoint, weight_reports)
         logger.info("Loaded weights from %s", cfg.checkpoint)
     elif getattr(method, "trainable", False):
         logger.warning("method %r is trainable but no checkpoint=PATH was given: evaluating the "

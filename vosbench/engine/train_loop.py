@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from vosbench.engine.checkpoint import unwrap_model
 from vosbench.structures import VideoBatch
+from vosbench.utils.io import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class TrainerBase:
         logger.info("Starting training from iteration %d to %d", start_iter, max_iter)
         self.iter = self.start_iter = start_iter
         self.max_iter = max_iter
+        self.exception: BaseException | None = None  # what stopped the loop (hooks read it)
         try:
             self.before_train()
             for self.iter in range(start_iter, max_iter):
@@ -108,6 +110,9 @@ class TrainerBase:
                 self.after_step()
             # After a full loop ``iter`` points past the last step, as detectron2 does.
             self.iter = max_iter
+        except BaseException as e:
+            self.exception = e
+            raise
         finally:
             self.after_train()
 
@@ -155,6 +160,36 @@ class TrainerBase:
             name = type(h).__qualname__
             if name in hook_states:
                 h.load_state_dict(hook_states[name])
+
+
+class TrainingDataError(DataError):
+    """A data error while training (a file that went bad after the pre-flight check).
+
+    Attributes:
+        iteration: the iteration whose batch could not be loaded (= completed iterations).
+        micro_batches_done: micro-batches of that iteration already forwarded (0: the model,
+            buffers and RNG are exactly as after ``iteration`` completed steps).
+    """
+
+    def __init__(self, msg: str, *, iteration: int, micro_batches_done: int = 0) -> None:
+        super().__init__(msg)
+        self.iteration = int(iteration)
+        self.micro_batches_done = int(micro_batches_done)
+
+
+def worker_message(e: BaseException) -> str:
+    """The original one-line message of an exception re-raised from a DataLoader worker
+    (``"Caught DataError in DataLoader worker process 0. Original Traceback ... DataError: msg"``)."""
+    text = str(e)
+    if "Original Traceback" not in text:
+        return text
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    name = type(e).__name__
+    for ln in reversed(lines):
+        head, sep, rest = ln.partition(": ")
+        if sep and head.split(".")[-1] in (name, "DataError"):
+            return rest.strip()
+    return lines[-1].strip()
 
 
 class TrainingStepModule(nn.Module):
@@ -235,6 +270,7 @@ class SimpleTrainer(TrainerBase):
         self.method = unwrap_model(model)
         self.data_loader = data_loader
         self._data_iter = None
+        self._micro_done = 0
         self.optimizer = optimizer
         self.scheduler = scheduler
         self.grad_clip = grad_clip
@@ -251,13 +287,19 @@ class SimpleTrainer(TrainerBase):
 
     # ------------------------------------------------------------------ data
     def _next_batch(self) -> VideoBatch:
-        if self._data_iter is None:
-            self._data_iter = iter(self.data_loader)
         try:
-            return next(self._data_iter)
-        except StopIteration:
-            self._data_iter = iter(self.data_loader)
-            return next(self._data_iter)
+            if self._data_iter is None:
+                self._data_iter = iter(self.data_loader)
+            try:
+                return next(self._data_iter)
+            except StopIteration:
+                self._data_iter = iter(self.data_loader)
+                return next(self._data_iter)
+        except DataError as e:
+            # A DataLoader worker re-raises the worker's exception with its whole traceback in
+            # the message: keep the one line that names the file.
+            raise TrainingDataError(worker_message(e), iteration=self.iter,
+                                    micro_batches_done=self._micro_done) from e
 
     def _forward(self, batch: VideoBatch) -> dict[str, Tensor]:
         if isinstance(self.model, DistributedDataParallel):
@@ -271,6 +313,7 @@ class SimpleTrainer(TrainerBase):
         data_time = 0.0
         totals: dict[str, float] = {}
         for micro in range(self.accum_steps):
+            self._micro_done = micro  # micro-batches already forwarded in this step
             t0 = time.perf_counter()
             batch = self._next_batch()
             if isinstance(batch, VideoBatch):

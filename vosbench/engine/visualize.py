@@ -1,11 +1,16 @@
 """Overlay predictions and/or ground truth on frames; write an mp4/gif and a contact-sheet PNG.
 
-Used by ``tools/visualize.py``. Frames are rendered and written one at a time (only the few
+Used by ``vosbench visualize`` (``tools/visualize.py``). Videos are H.264 mp4 (``yuv420p``,
+``+faststart``), the format every browser plays, written by the ffmpeg binary that the
+``imageio-ffmpeg`` package ships (OpenCV's ``mp4v`` is MPEG-4 part 2, which browsers do not
+play), or gif. Frames are rendered and written one at a time (only the few
 frames of the contact sheet are kept, downscaled), so long videos need little memory.
 
 Colours: object id ``k`` uses DAVIS palette colour ``k`` (YouTube-VIS instance ids are mapped to
 1, 2, ... in their order of appearance in the results), blended at ``alpha`` with a 1-pixel
-contour at full colour, so touching objects stay distinguishable.
+contour at full colour, so touching objects stay distinguishable. A source may carry labels
+(``source.labels``: object id -> text); YouTube-VIS predictions are labelled ``#<instance>
+<category> <score>``, VIS ground truth ``<id> <category>``, next to each object.
 """
 from __future__ import annotations
 
@@ -30,12 +35,14 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (image.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def overlay(rgb: np.ndarray, index: np.ndarray | None, *, alpha: float = 0.5) -> np.ndarray:
+def overlay(rgb: np.ndarray, index: np.ndarray | None, *, alpha: float = 0.5,
+            labels: dict[int, str] | None = None) -> np.ndarray:
     """Blend an index mask onto an RGB frame.
 
     Args:
         rgb: uint8[H, W, 3].
         index: int[H, W] object ids (0 = background, 255 = void, drawn grey), or None.
+        labels: object id -> text drawn at the object's top-left corner (ids present only).
     Returns:
         uint8[H, W, 3] (a new array).
     """
@@ -52,7 +59,26 @@ def overlay(rgb: np.ndarray, index: np.ndarray | None, *, alpha: float = 0.5) ->
         out[m] = (out[m].astype(np.float32) * (1 - alpha) + color * alpha + 0.5).astype(np.uint8)
         contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
         cv2.drawContours(out, contours, -1, tuple(int(c) for c in color), max(1, rgb.shape[0] // 240))
+    for i in ids:  # after all masks, so no mask paints over a label
+        if labels and i in labels:
+            ys, xs = np.nonzero(index == i)
+            out = tag(out, labels[i], (int(xs.min()), int(ys.min())),
+                      tuple(int(c) for c in DAVIS_PALETTE[i % 255 or 1]))
     return out
+
+
+def tag(rgb: np.ndarray, text: str, xy: tuple[int, int], color: tuple[int, int, int]) -> np.ndarray:
+    """Draw ``text`` in a box of ``color`` whose top-left corner is near ``xy``, kept inside the frame."""
+    h, w = rgb.shape[:2]
+    scale = max(0.3, h / 800)
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = int(min(max(0, xy[0]), max(0, w - tw - 2)))
+    y = int(min(max(0, xy[1] - th - base - 2), max(0, h - th - base - 2)))  # above the object
+    cv2.rectangle(rgb, (x, y), (x + tw + 2, y + th + base + 2), color, -1)
+    dark = sum(color) > 384  # black text on light boxes, white on dark ones
+    cv2.putText(rgb, text, (x + 1, y + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                (0, 0, 0) if dark else (255, 255, 255), 1, cv2.LINE_AA)
+    return rgb
 
 
 def label(rgb: np.ndarray, text: str) -> np.ndarray:
@@ -69,19 +95,28 @@ def label(rgb: np.ndarray, text: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- sources
 def gt_source(sample: VideoSample) -> IndexSource:
-    """Ground-truth index masks of ``sample`` (None on frames without annotation)."""
+    """Ground-truth index masks of ``sample`` (None on frames without annotation).
+
+    For VIS samples (``sample.categories``) the objects are labelled ``<id> <category>``
+    (``get.labels``, filled as frames are read).
+    """
+    labels: dict[int, str] = {}
 
     def get(t: int) -> np.ndarray | None:
         f = sample.frames[t]
         if f.masks is None:
             return None
         index = np.zeros(f.masks.shape[-2:], dtype=np.int64)
-        for m, i in zip(f.masks, f.obj_ids.tolist()):
+        cats = f.labels.tolist() if getattr(f, "labels", None) is not None else [None] * len(f.obj_ids)
+        for m, i, c in zip(f.masks, f.obj_ids.tolist(), cats):
             index[m.numpy()] = i
+            if sample.categories and c is not None and c >= 0:
+                labels[int(i)] = f"{i} {sample.categories.get(int(c), c)}"
         if f.void is not None:
             index[f.void.numpy()] = 255
         return index
 
+    get.labels = labels  # type: ignore[attr-defined]
     return get
 
 
@@ -102,10 +137,15 @@ def ytvis_source(results: Sequence[dict], sample: VideoSample, video_key: int | 
                  score_threshold: float = 0.5) -> IndexSource:
     """Instances of one video in a YouTube-VIS ``results.json`` list, above ``score_threshold``.
 
-    Higher-scoring instances are painted last (on top); instance ``n`` gets colour ``n + 1``.
+    Higher-scoring instances are painted last (on top); instance ``n`` gets colour ``n + 1`` and
+    the label ``#<n + 1> <category name> <score>`` (``get.labels``; names from
+    ``sample.categories``, the id where the dataset has none).
     """
     mine = [r for r in results if r.get("video_id") == video_key and r.get("score", 0) >= score_threshold]
     mine.sort(key=lambda r: r.get("score", 0))
+    names = getattr(sample, "categories", None) or {}
+    labels = {n + 1: f"#{n + 1} {names.get(r.get('category_id'), r.get('category_id'))} "
+                     f"{float(r.get('score', 0)):.2f}" for n, r in enumerate(mine)}
 
     def get(t: int) -> np.ndarray | None:
         h, w = sample.orig_size
@@ -116,6 +156,7 @@ def ytvis_source(results: Sequence[dict], sample: VideoSample, video_key: int | 
                 index[rle_decode(segs[t], size=(h, w), where=f"results video {video_key}")] = n + 1
         return index
 
+    get.labels = labels  # type: ignore[attr-defined]
     return get
 
 
@@ -128,12 +169,17 @@ def render_frames(sample: VideoSample, sources: Sequence[tuple[str, IndexSource]
         rgb = to_uint8(sample.frames[t].image)
         panels = []
         for name, src in sources or [("frame", lambda _t: None)]:
-            panels.append(label(overlay(rgb, src(t), alpha=alpha), f"{name} {t}"))
+            index = src(t)
+            panels.append(label(overlay(rgb, index, alpha=alpha, labels=getattr(src, "labels", None)),
+                                f"{name} {t}"))
         yield t, np.concatenate(panels, axis=1)
 
 
 class _VideoSink:
-    """mp4 (OpenCV ``mp4v``) or gif (Pillow) written atomically from RGB frames."""
+    """H.264 mp4 (imageio-ffmpeg's ffmpeg, libx264, yuv420p) or gif (Pillow), written atomically.
+
+    yuv420p needs even sizes: odd frames get one black row / column (never a resize).
+    """
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path, self.fps = path, fps
@@ -151,13 +197,23 @@ class _VideoSink:
             # Quantize now so only palette images are held (GIF frames are 8-bit anyway).
             self._gif.append(Image.fromarray(rgb).quantize(colors=255))
             return
+        h, w = rgb.shape[:2]
+        if h % 2 or w % 2:
+            rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)))
         if self._writer is None:
-            h, w = rgb.shape[:2]
+            try:
+                import imageio_ffmpeg
+            except ImportError as e:
+                raise RuntimeError(f"{self.path}: writing mp4 needs the imageio-ffmpeg package (a "
+                                   "vosbench dependency: pip install imageio-ffmpeg), or use "
+                                   "--format gif") from e
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
-            if not self._writer.isOpened():
-                raise RuntimeError(f"{self.path}: OpenCV cannot open an mp4 writer")
-        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+            self._writer = imageio_ffmpeg.write_frames(
+                str(self._tmp), (rgb.shape[1], rgb.shape[0]), fps=self.fps, codec="libx264",
+                pix_fmt_in="rgb24", pix_fmt_out="yuv420p", quality=None, macro_block_size=1,
+                output_params=["-crf", "18", "-movflags", "+faststart"], ffmpeg_log_level="error")
+            self._writer.send(None)  # start ffmpeg
+        self._writer.send(np.ascontiguousarray(rgb))
 
     def close(self) -> None:
         if self.suffix == ".gif":
@@ -167,7 +223,8 @@ class _VideoSink:
                                       duration=int(1000 / self.fps), loop=0)
             self._gif = []
         elif self._writer is not None:
-            self._writer.release()
+            self._writer.close()  # waits for ffmpeg to finish the file
+            self._writer = None
             os.replace(self._tmp, self.path)
 
 

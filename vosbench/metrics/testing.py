@@ -10,6 +10,8 @@ official toolkits.
 """
 from __future__ import annotations
 
+import io
+
 import json
 import shutil
 from pathlib import Path
@@ -69,14 +71,17 @@ def make_davis_set(root, *, num_sequences=30, num_frames=60, height=480, width=8
 
     GT: ``num_sequences`` sequences of 1..``max_objects`` moving ellipses (some with holes,
     some leaving the image, occlusion by id order); results: perturbed copies (label above the
-    object count never occurs). Each frame also gets a tiny JPEG (the official toolkit lists
-    the images).
+    object count never occurs). Each frame also gets a black JPEG of the annotation's size (the
+    official toolkit lists the images; vosbench's GT reader checks each annotation's size
+    against its frame's).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
     H, W = height, width
     gt = root / "gt"
-    jpg = Image.fromarray(np.zeros((4, 4, 3), np.uint8))
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((H, W, 3), np.uint8)).save(buf, format="JPEG")
+    jpg = buf.getvalue()  # one encoding, written for every frame
     names = []
     for s in range(num_sequences):
         seq = f"seq{s:03d}"
@@ -97,7 +102,7 @@ def make_davis_set(root, *, num_sequences=30, num_frames=60, height=480, width=8
             write_index_png(gt / "Annotations" / "480p" / seq / f"{name}.png", g)
             write_index_png(gt / "Annotations_unsupervised" / "480p" / seq / f"{name}.png", g)
             write_index_png(root / "results" / seq / f"{name}.png", p)
-            jpg.save(gt / "JPEGImages" / "480p" / seq / f"{name}.jpg")
+            (gt / "JPEGImages" / "480p" / seq / f"{name}.jpg").write_bytes(jpg)
     for year in ("2017",):
         d = gt / "ImageSets" / year
         d.mkdir(parents=True, exist_ok=True)

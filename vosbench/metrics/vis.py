@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -400,6 +401,10 @@ class YTVISEvaluator(Evaluator):
                           "official code does)")
         return _with_map(summary)
 
+    def video_stats(self) -> list[VideoStats]:
+        """The per-video matching statistics processed so far (e.g. to bootstrap AP)."""
+        return list(self._videos)
+
     def per_category(self) -> dict[int, float]:
         """AP per category id (area all, maxDets 100; -1 when the category has no GT)."""
         if self._last is None:
@@ -435,6 +440,43 @@ def _to_rle(seg, h: int, w: int, where: str):
     if isinstance(seg["counts"], list):
         return mask_utils.frPyObjects(seg, h, w)
     return seg  # compressed RLE (str or bytes counts): pycocotools takes it as is
+
+
+def _hashable(x: Any) -> bool:
+    return isinstance(x, (int, float, str, type(None))) and not isinstance(x, bool)
+
+
+def _check_result_entry(r: Any, n: int, rname: str, vids: dict, gt_json) -> dict:
+    """One results entry type-checked: ``video_id`` of the GT, integer ``category_id``, a finite
+    number ``score``, ``segmentations`` a list of null / RLE (validated) / polygons."""
+    from vosbench.data.datasets.ytvis import _is_int, _is_num, check_segmentation
+
+    where = f"{rname}: entry {n}"
+    if not isinstance(r, dict):
+        raise YTVISFormatError(f"{where}: must be an object, got {type(r).__name__}")
+    for key in ("video_id", "category_id", "score", "segmentations"):
+        if key not in r:
+            raise YTVISFormatError(f"{where} has no {key!r}")
+    if not _is_int(r["video_id"]):
+        raise YTVISFormatError(f"{where}: 'video_id' must be an integer, got {r['video_id']!r}")
+    if int(r["video_id"]) not in vids:
+        raise YTVISFormatError(f"{where}: video {r['video_id']} is not in the ground truth {gt_json}")
+    if not _is_int(r["category_id"]):
+        raise YTVISFormatError(f"{where}: 'category_id' must be an integer, got {r['category_id']!r}")
+    if not _is_num(r["score"]):
+        raise YTVISFormatError(f"{where}: 'score' must be a finite number, got {r['score']!r}")
+    segs = r["segmentations"]
+    if not isinstance(segs, list):
+        raise YTVISFormatError(f"{where}: 'segmentations' must be a list (one per frame), got "
+                               f"{type(segs).__name__}")
+    v = vids[int(r["video_id"])]
+    for t, sg in enumerate(segs):
+        try:
+            check_segmentation(sg, (int(v["height"]), int(v["width"])), f"{where} (video "
+                               f"{r['video_id']}) frame {t}")
+        except DataError as e:
+            raise YTVISFormatError(str(e)) from e
+    return r
 
 
 def _frame_areas(rles: list) -> list[float]:
@@ -516,34 +558,41 @@ def evaluate_ytvis_json(gt_json, results_json, *, return_details: bool = False):
         YTVISFormatError: naming the file and entry for unknown videos, masks of the wrong
             size, malformed entries.
     """
-    gt = _load_json(gt_json, "ground-truth")
+    gt_data = _load_json(gt_json, "ground-truth")
     res = results_json if isinstance(results_json, list) else _load_json(results_json, "results")
     rname = "<results>" if isinstance(results_json, list) else str(results_json)
+    # The ground truth goes through THE YouTube-VIS reader (the loader's): the same layout and
+    # type checks, and every RLE validated, so ground truth the loader rejects is never scored.
+    from vosbench.data.datasets.ytvis import parse_ytvis_json
+    try:
+        gt = parse_ytvis_json(gt_data, Path(gt_json), validate_rle=True, require_files=False)
+    except DataError as e:
+        raise YTVISFormatError(f"{e} (ground-truth file)") from e
+    if gt.annotations is None:
+        raise YTVISFormatError(f"{gt_json}: the ground-truth json has no 'annotations' (a valid/test "
+                               "file holds no ground truth to score)")
     if not isinstance(res, list):
-        raise YTVISFormatError(f"{rname}: results must be a JSON list of objects")
-    vids = {int(v["id"]): v for v in gt.get("videos", [])}
-    cat_ids = sorted(int(c["id"]) for c in gt.get("categories", []))
-    unknown = sorted({r.get("video_id") for r in res if r.get("video_id") not in vids},
-                     key=str)
+        raise YTVISFormatError(f"{rname}: results must be a JSON list of objects, got "
+                               f"{type(res).__name__}")
+    vids = {v["id"]: v for v in gt.videos}
+    cat_ids = sorted(gt.categories)
+    unknown = sorted({r.get("video_id") for r in res if isinstance(r, dict) and _hashable(
+        r.get("video_id")) and r.get("video_id") not in vids}, key=str)
     if unknown:
         raise YTVISFormatError(f"{rname}: results name videos that are not in {gt_json}: "
                                f"{unknown[:10]}{' ...' if len(unknown) > 10 else ''}")
+    res = [_check_result_entry(r, n, rname, vids, gt_json) for n, r in enumerate(res)]
     gts_by_vid: dict[int, list] = {v: [] for v in vids}
-    for a in gt.get("annotations", []):
-        v = vids.get(int(a["video_id"]))
-        if v is None:
-            continue
+    for a in gt.annotations:
+        v = vids[a["video_id"]]
         where = f"{gt_json}: annotation id {a.get('id')}"
         rles = [_to_rle(s, int(v["height"]), int(v["width"]), where) for s in a["segmentations"]]
-        gts_by_vid[int(a["video_id"])].append({
+        gts_by_vid[a["video_id"]].append({
             "id": a["id"], "category_id": int(a["category_id"]),
-            "avg_area": avg_area(a.get("areas", [])),  # the json areas, as the official
+            "avg_area": avg_area(a.get("areas") or []),  # the json areas, as the official
             "iscrowd": int(bool(a.get("iscrowd", 0))), "rles": rles})
     dts_by_vid: dict[int, list] = {v: [] for v in vids}
     for n, r in enumerate(res):
-        for key in ("video_id", "category_id", "score", "segmentations"):
-            if key not in r:
-                raise YTVISFormatError(f"{rname}: entry {n} has no {key!r}")
         v = vids[int(r["video_id"])]
         where = f"{rname}: entry {n} (video {r['video_id']})"
         rles = [_to_rle(s, int(v["height"]), int(v["width"]), where) for s in r["segmentations"]]
@@ -560,7 +609,7 @@ def evaluate_ytvis_json(gt_json, results_json, *, return_details: bool = False):
                       "mask sizes may not match (IoU 0, as the official code)")
     summary = _with_map(summary)
     if return_details:
-        names = {int(c["id"]): c.get("name", str(c["id"])) for c in gt.get("categories", [])}
+        names = dict(gt.categories)
         extra["category_names"] = names
         extra["per_video"] = [{"video_id": v.key, "num_gt": len(v.gt), "num_det": len(v.dt)}
                               for v in videos]

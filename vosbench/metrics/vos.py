@@ -598,14 +598,29 @@ class DAVIS2016Evaluator(_VOSEvaluatorBase):
     GT and prediction are reduced to one foreground (every object, and GT void, count), J/F on
     frames 1..N-2, T on the predictions of those frames; global numbers are ``nanmean`` over
     sequences. ``with_t`` defaults to True here (T is the point of this toolkit).
+
+    T protocol: when the dataset has a ``db_info.yml`` (``sample.meta["db_info"]``, read by the
+    DAVIS loaders), T is computed only for sequences flagged ``eval_t: True``, as the official
+    ``db_eval_sequence`` does; every other sequence (``eval_t: False`` or not listed) gets an
+    all-NaN T, which the ``nanmean`` skips. ``t_sequences`` lists the sequences that have T.
+    ``t_all_sequences=True`` computes T everywhere (what the oracle does: it marks every
+    sequence ``eval_t: True``).
     """
 
     def __init__(self, *, with_t: bool = True, bound_th: float = 0.008,
-                 fix_uint8_wrap: bool = False) -> None:
+                 fix_uint8_wrap: bool = False, t_all_sequences: bool = False) -> None:
         super().__init__(with_t=with_t, bound_th=bound_th, fix_uint8_wrap=fix_uint8_wrap)
+        self.t_all_sequences = t_all_sequences
+        self.t_sequences: list[str] = []
+
+    def reset(self) -> None:
+        super().reset()
+        self.t_sequences = []
 
     def process(self, sample, prediction) -> None:
         size = tuple(prediction.orig_size)
+        info = (sample.meta or {}).get("db_info")
+        with_t = self.with_t and (self.t_all_sequences or info is None or bool(info.get("eval_t")))
 
         def frames():
             for frame, fp in _stream(sample, prediction):
@@ -613,9 +628,13 @@ class DAVIS2016Evaluator(_VOSEvaluatorBase):
                 p = _to_numpy(fp.masks).any(0) if fp.masks.shape[0] else np.zeros(size, bool)
                 yield (frame.name or str(frame.index), g.view(np.uint8), p.view(np.uint8))
 
-        self._results.append(eval_davis2016_sequence(
-            sample.video_id, frames(), with_t=self.with_t, bound_th=self.bound_th,
-            where=f"video {sample.video_id!r}"))
+        res = eval_davis2016_sequence(sample.video_id, frames(), with_t=with_t,
+                                      bound_th=self.bound_th, where=f"video {sample.video_id!r}")
+        if self.with_t and not with_t:  # official: T = NaN for sequences without eval_t
+            res.T = np.full((1, max(len(res.frames) - 1, 0)), np.nan)
+        elif with_t:
+            self.t_sequences.append(sample.video_id)
+        self._results.append(res)
 
     def evaluate(self) -> dict[str, float]:
         return summarize_sequences(self._results, fix_uint8_wrap=self.fix_uint8_wrap)[0]

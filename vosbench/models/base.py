@@ -48,6 +48,26 @@ class VideoMethod(nn.Module, ABC):
     def predict(self, sample: VideoSample) -> VideoPrediction:
         """Segment one video. See ``VideoPrediction`` for the output contract."""
 
+    def random_state(self) -> dict[str, Any]:
+        """The state of every random generator this method owns, for training checkpoints.
+
+        Default: every ``np.random.Generator`` / ``RandomState`` / ``random.Random`` /
+        ``torch.Generator`` held as an attribute of the method or of one of its submodules
+        (e.g. MaskRNN's mask-perturbation stream), found by ``named_modules`` so a method needs
+        no code for it; ``resume=true`` restores them with ``load_random_state``, which makes the
+        resumed run equal to an uninterrupted one. Override both for random state kept elsewhere.
+        Global python/numpy/torch streams are saved by the trainer itself.
+        """
+        from vosbench.engine.checkpoint import generator_states
+
+        return generator_states(self)
+
+    def load_random_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``random_state`` returned."""
+        from vosbench.engine.checkpoint import load_generator_states
+
+        load_generator_states(self, state, where=type(self).__name__)
+
     @property
     def device(self):
         for p in self.parameters():

@@ -3,7 +3,10 @@
 A loader indexes its folder once at construction (file lists, counts, JSON structure) and raises
 ``DataError`` on the first structural problem. Frames are decoded lazily when a sample's frame
 is indexed; decoding validates sizes and label values. ``check()`` walks the whole dataset and
-returns every problem instead of stopping at the first one (``tools/check_dataset.py``).
+returns every problem instead of stopping at the first one (``tools/check_dataset.py``), either
+decoding every file (``level="full"``) or reading only the headers (``level="header"``: every
+file exists, is a complete image of the right kind and size; what ``train`` runs before it builds
+the model). ``check_config`` does the same from a dataset config (registered name + kwargs).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 
 from vosbench.structures import Frame, LazyFrames, ObjectMasks, VideoSample
 from vosbench.structures.masks import resize_masks
-from vosbench.utils.io import DataError, read_image
+from vosbench.utils.io import DataError, image_header, read_image
 
 
 class Problems:
@@ -107,6 +110,8 @@ class VideoDataset(Sequence[VideoSample]):
         self.resize_short = resize_short
         self.categories: dict[int, str] = {}
         self._first_appearance: dict[str, dict[int, int]] = {}
+        self._cache: dict = {}  # per-video facts decoded once (DAVIS object ids per frame)
+        self._check_ids: dict = {}  # check mode: what ``_check_frame`` saw, for ``_check_sequence``
         problems = _problems or Problems(collect=False)
         if not self.root.is_dir():
             problems.add(f"{self.root}: dataset folder does not exist")
@@ -227,28 +232,85 @@ class VideoDataset(Sequence[VideoSample]):
                   **{k: v for k, v in rec.extra.items() if not k.startswith("_")}},
         )
 
+    def original_size(self) -> "VideoDataset":
+        """This dataset without ``resize_short``: the ground truth at its original size, which
+        is what every evaluation scores (predictions are given at the original size)."""
+        if not self.resize_short:
+            return self
+        import copy
+
+        twin = copy.copy(self)
+        twin.resize_short = None
+        twin._first_appearance, twin._cache = {}, {}
+        return twin
+
     # -- full validation -------------------------------------------------------------------------
     @classmethod
-    def check_root(cls, **kwargs: Any) -> list[str]:
-        """Every problem of a dataset folder (structure, then every frame decoded), in order.
+    def check_root(cls, *, level: str = "full", **kwargs: Any) -> list[str]:
+        """Every problem of a dataset folder (structure, then every file), in order.
 
         Takes the constructor's keyword arguments; never raises ``DataError``.
+
+        Args:
+            level: ``full`` decodes every frame and annotation; ``header`` reads headers only.
         """
         problems = Problems(collect=True)
         self = cls(**kwargs, _problems=problems)
+        self.check(problems, level=level)
+        return problems.items
+
+    def check(self, problems: Problems | None = None, *, level: str = "full") -> list[str]:
+        """Every problem of this dataset's files (``level`` as in ``check_root``)."""
+        if level not in CHECK_LEVELS:
+            raise ValueError(f"check level must be one of {CHECK_LEVELS}, got {level!r}")
+        problems = problems or Problems(collect=True)
         for rec in self.videos:
             size_ref: tuple[int, int] | None = rec.size
             for t in range(len(rec.frame_paths)):
-                size = self._check_frame(rec, t, problems)
+                size = self._check_frame(rec, t, problems, level)
                 if size is None:
                     continue
                 size_ref = size_ref or size
                 if size != size_ref:
                     problems.add(f"{rec.frame_paths[t]}: frame size {size[0]}x{size[1]} differs "
                                  f"from the video's {size_ref[0]}x{size_ref[1]}")
+            self._check_sequence(rec, problems, level)
         return problems.items
 
-    def _check_frame(self, rec: VideoRecord, t: int, problems: Problems) -> tuple[int, int] | None:
-        """Decode frame ``t`` recording its problems; returns its (H, W) or None."""
+    def _check_frame(self, rec: VideoRecord, t: int, problems: Problems,
+                     level: str = "full") -> tuple[int, int] | None:
+        """Check frame ``t`` recording its problems; returns its (H, W) or None."""
+        if level == "header":
+            hdr = problems.guard(lambda: image_header(rec.frame_paths[t]))
+            return None if hdr is None else hdr[2]
         fr = problems.guard(lambda: self._read_frame(rec, t))
         return None if fr is None else fr.size
+
+    def _check_sequence(self, rec: VideoRecord, problems: Problems, level: str = "full") -> None:
+        """Per-video rules that need every frame (DAVIS-2017 object ids); default none."""
+
+
+CHECK_LEVELS = ("header", "full")
+
+
+def check_config(cfg: Any, *, level: str = "full", **overrides: Any) -> tuple["VideoDataset | None", list[str]]:
+    """Build the dataset of a config in check mode and list every problem of its files.
+
+    Args:
+        cfg: a dataset config (``name`` + constructor kwargs), e.g. ``cfg.dataset``.
+        level: ``full`` or ``header`` (see ``VideoDataset.check``).
+        overrides: constructor kwargs that win over ``cfg`` (``split=...``).
+    Returns:
+        ``(dataset or None, problems)``: the dataset (usable when there is no problem) and every
+        problem found, structure first.
+    """
+    from vosbench.config import build
+    from vosbench.registry import DATASETS
+
+    problems = Problems(collect=True)
+    try:
+        ds = build(cfg, DATASETS, **overrides, _problems=problems)
+    except DataError as e:  # a problem a registered builder raises before the loader runs
+        return None, [*problems.items, str(e)]
+    ds.check(problems, level=level)
+    return ds, problems.items

@@ -8,7 +8,11 @@ On disk::
     root/ImageSets/<seq>.txt                        first line: a path prefix; then one frame stem per line
     root/ImageSets/all.txt                          sequence names; a leading '*' marks multi-object ones
 
-Masks are 1- or 3-channel (grey) images with 255 (or any single non-zero value) = object.
+Masks are 1- or 3-channel (grey) images with 255 (or any single non-zero value) = object; a
+grey+alpha or RGBA file with an opaque alpha reads as its grey/RGB part, a varying alpha is an
+error. Object folders are numbered ``1..K`` (``01`` and ``1`` together, or a gap such as ``1, 3``,
+is an error: object ids would collide or an object would be silently missing). This class is the
+reader of the format for the loader, ``check_dataset`` and ``eval.py``.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import torch
 from vosbench.data.datasets.base import Problems, VideoDataset, VideoRecord, to_image_tensor
 from vosbench.registry import DATASETS
 from vosbench.structures import Frame
-from vosbench.utils.io import DataError, read_image, read_index_png
+from vosbench.utils.io import DataError, image_header, list_dir, read_image, read_index_png, read_text
 
 _EXTS = (".png", ".bmp", ".jpg", ".jpeg")
 
@@ -57,7 +61,7 @@ class SegTrackV2(VideoDataset):
         if not all_file.is_file():
             problems.add(f"{all_file}: missing sequence list")
             return []
-        entries = [ln.strip() for ln in all_file.read_text().splitlines() if ln.strip()]
+        entries = [ln.strip() for ln in read_text(all_file).splitlines() if ln.strip()]
         seqs = [(e.lstrip("*").strip(), e.startswith("*")) for e in entries]
         if self.split != "all":
             seqs = [s for s in seqs if s[0] == self.split]
@@ -69,22 +73,42 @@ class SegTrackV2(VideoDataset):
             if not list_file.is_file():
                 problems.add(f"{list_file}: missing frame list of sequence {seq}")
                 continue
-            lines = [ln.strip() for ln in list_file.read_text().splitlines() if ln.strip()]
+            lines = problems.guard(lambda: [ln.strip() for ln in read_text(list_file).splitlines()
+                                            if ln.strip()])
+            if lines is None:
+                continue
             stems = [Path(s).stem for s in lines[1:]]  # first line is a path prefix
             if not stems:
                 problems.add(f"{list_file}: lists no frames")
                 continue
             jdir, gdir = self.root / "JPEGImages" / seq, self.root / "GroundTruth" / seq
-            obj_dirs = sorted((d for d in gdir.iterdir() if d.is_dir() and d.name.isdigit()),
-                              key=lambda d: int(d.name)) if gdir.is_dir() else []
             if not gdir.is_dir():
                 problems.add(f"{gdir}: missing ground-truth folder")
                 continue
+            entries_g = problems.guard(lambda: list_dir(gdir))
+            if entries_g is None:
+                continue
+            obj_dirs = sorted((d for d in entries_g if d.is_dir() and d.name.isdigit()),
+                              key=lambda d: (int(d.name), d.name))
             if multi and not obj_dirs:
                 problems.add(f"{gdir}: marked multi-object in all.txt but has no numbered object folders")
                 continue
             if not multi and obj_dirs:
                 problems.add(f"{gdir}: has numbered object folders but all.txt does not mark it with '*'")
+                continue
+            nums = [int(d.name) for d in obj_dirs]
+            dup = sorted({n for n in nums if nums.count(n) > 1})
+            if dup:
+                names = [d.name for d in obj_dirs if int(d.name) in dup]
+                problems.add(f"{gdir}: object folders {names} name the same object id {dup[0]}")
+                continue
+            if obj_dirs and nums != list(range(1, len(nums) + 1)):
+                gaps = sorted(set(range(1, max(nums) + 1)) - set(nums))
+                problems.add(f"{gdir}: object folders must be numbered 1..{len(nums)}, found "
+                             f"{[d.name for d in obj_dirs]}" + (f" (missing {gaps})" if gaps else ""))
+                continue
+            if not jdir.is_dir():
+                problems.add(f"{jdir}: missing frame folder")
                 continue
             obj_dirs = obj_dirs or [gdir]
             frames, masks = [], []
@@ -113,6 +137,23 @@ class SegTrackV2(VideoDataset):
         if len(vals) > 2 or (len(vals) == 2 and vals[0] != 0):
             raise DataError(f"{path}: mask is not binary (values {vals[:6].tolist()})")
         return a > 0
+
+    def _check_frame(self, rec: VideoRecord, t: int, problems: Problems,
+                     level: str = "full") -> tuple[int, int] | None:
+        if level != "header":
+            return super()._check_frame(rec, t, problems, level)
+        hdr = problems.guard(lambda: image_header(rec.frame_paths[t]))
+        size = None if hdr is None else hdr[2]
+        for p in rec.extra["_masks"][t]:
+            mh = None if p is None else problems.guard(lambda: image_header(p))
+            if mh is None:
+                continue
+            if mh[1] not in ("1", "L", "LA", "P", "RGB", "RGBA"):
+                problems.add(f"{p}: not a 1- or 3-channel mask image (mode {mh[1]})")
+            elif size is not None and mh[2] != size:
+                problems.add(f"{p}: mask size {mh[2][0]}x{mh[2][1]} differs from its frame "
+                             f"({size[0]}x{size[1]})")
+        return size
 
     def _read_frame(self, rec: VideoRecord, t: int) -> Frame:
         rgb = read_image(rec.frame_paths[t])

@@ -7,7 +7,9 @@
   4, 8, 16, 32, 64 with ``out_channels`` channels each.
 
 All take normalised inputs; all are built with keyword-only arguments and load weights only from
-local files (``weights=None`` means random init, explicitly).
+local files. The full-size ones follow the weights policy of ``vosbench.models.weights``: no file
+is an error unless random init is allowed (``allow_random_init`` keyword or the scoped
+``weights_policy``); the tiny test variants have no published file and start random.
 """
 from vosbench.models.backbones.resnet_fpn import STRIDES, ResNetFPN, TinyResNet
 from vosbench.models.backbones.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG16Side, extend_first_conv

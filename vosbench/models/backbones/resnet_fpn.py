@@ -41,7 +41,7 @@ from torchvision.models.detection.backbone_utils import BackboneWithFPN
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
-from vosbench.models.weights import load_state_dict_checked, read_state_dict
+from vosbench.models.weights import load_pretrained, load_state_dict_checked, read_state_dict
 from vosbench.registry import BACKBONES
 
 STRIDES = {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
@@ -75,18 +75,29 @@ class ResNetFPN(BackboneWithFPN):
         return super().forward(x)
 
 
-def _load_trunk(trunk: nn.Module, weights: str | os.PathLike, norm: str) -> None:
-    """Load an ImageNet classification state dict into the trunk (``fc.*`` is not used).
+def _trunk_file_transform(own: dict, norm: str):
+    """Edits of an ImageNet classification state dict before it loads into ``ResNetFPN.body``:
+    the classifier ``fc.*`` is not part of the body, and with ``norm="gn"`` the file's BN running
+    statistics have no place (GN has none; the BN affine weights become GN's). Layout renames
+    are torchvision's hooks' job (``load_state_dict_upgrading``), not done here."""
 
-    With ``norm="gn"`` the file's BN running statistics are dropped (GN has none); every other
-    key must match (``WeightsError`` lists the missing / unexpected / mismatched keys).
-    """
-    sd = {k: v for k, v in read_state_dict(weights).items() if not k.startswith("fc.")}
-    own = trunk.state_dict()
-    if norm == "gn":
-        sd = {k: v for k, v in sd.items() if not (k.rsplit(".", 1)[-1] in _BN_STATS and k not in own)}
-    own_fc = {k: v for k, v in own.items() if k.startswith("fc.")}
-    load_state_dict_checked(trunk, {**own_fc, **sd}, strict=True, source=str(weights))
+    def transform(sd: dict) -> dict:
+        sd = {k: v for k, v in sd.items() if not k.startswith("fc.")}
+        if norm == "gn":
+            sd = {k: v for k, v in sd.items() if not (k.rsplit(".", 1)[-1] in _BN_STATS and k not in own)}
+        return sd
+
+    return transform
+
+
+def _load_trunk(model: "ResNetFPN", weights, norm: str, *, component: str, name: str,
+                allow_random_init: bool | None) -> None:
+    """The weights policy for an ImageNet trunk (``vosbench.models.weights.load_pretrained``):
+    the file loads into ``model.body`` (every key must match, ``WeightsError`` lists the
+    missing / unexpected / mismatched ones); no file is an error unless random init is allowed."""
+    load_pretrained(model.body, weights, component=component, name=name,
+                    key="method.backbone.weights", allow_random_init=allow_random_init,
+                    transform=_trunk_file_transform(model.body.state_dict(), norm))
 
 
 def _freeze(trunk: nn.Module, trainable_layers: int) -> None:
@@ -114,39 +125,51 @@ def _with_fpn(trunk: nn.Module, in_channels_list: list[int], out_channels: int, 
 
 
 def _torchvision_resnet_fpn(arch: str, *, norm: str, weights, trainable_layers: int,
-                            out_channels: int) -> ResNetFPN:
+                            out_channels: int, allow_random_init: bool | None) -> ResNetFPN:
     trunk = getattr(tv_resnet, arch)(weights=None, norm_layer=norm_layer_for(norm))
-    if weights is not None:
-        _load_trunk(trunk, weights, norm)
     c2 = trunk.inplanes // 8  # 256 for bottleneck ResNets
-    return _with_fpn(trunk, [c2, c2 * 2, c2 * 4, c2 * 8], out_channels, norm, trainable_layers)
+    model = _with_fpn(trunk, [c2, c2 * 2, c2 * 4, c2 * 8], out_channels, norm, trainable_layers)
+    _load_trunk(model, weights, norm, component=arch, name=f"{arch}_fpn",
+                allow_random_init=allow_random_init)
+    return model
 
 
 @BACKBONES.register("resnet50_fpn")
 def resnet50_fpn(*, norm: str = "frozen_bn", weights: str | os.PathLike | None = None,
-                 trainable_layers: int = 3, out_channels: int = 256) -> ResNetFPN:
-    """ResNet-50 + FPN. ``weights``: local torchvision ``resnet50`` ImageNet state dict or None."""
+                 trainable_layers: int = 3, out_channels: int = 256,
+                 allow_random_init: bool | None = None) -> ResNetFPN:
+    """ResNet-50 + FPN. ``weights``: local torchvision ``resnet50`` ImageNet state dict.
+
+    ``weights=None`` (or a missing file) is an error unless random init is allowed
+    (``allow_random_init=True``, or None and the scoped ``weights_policy`` allows it).
+    """
     return _torchvision_resnet_fpn("resnet50", norm=norm, weights=weights,
-                                   trainable_layers=trainable_layers, out_channels=out_channels)
+                                   trainable_layers=trainable_layers, out_channels=out_channels,
+                                   allow_random_init=allow_random_init)
 
 
 @BACKBONES.register("resnet101_fpn")
 def resnet101_fpn(*, norm: str = "frozen_bn", weights: str | os.PathLike | None = None,
-                  trainable_layers: int = 3, out_channels: int = 256) -> ResNetFPN:
-    """ResNet-101 + FPN (LIP: ``norm="gn"``). ``weights``: torchvision ``resnet101`` file or None."""
+                  trainable_layers: int = 3, out_channels: int = 256,
+                  allow_random_init: bool | None = None) -> ResNetFPN:
+    """ResNet-101 + FPN (LIP: ``norm="gn"``). ``weights``: torchvision ``resnet101`` file
+    (same policy as ``resnet50_fpn``)."""
     return _torchvision_resnet_fpn("resnet101", norm=norm, weights=weights,
-                                   trainable_layers=trainable_layers, out_channels=out_channels)
+                                   trainable_layers=trainable_layers, out_channels=out_channels,
+                                   allow_random_init=allow_random_init)
 
 
 @BACKBONES.register("resnext101_fpn")
 def resnext101_fpn(*, variant: str = "64x4d", norm: str = "frozen_bn",
                    weights: str | os.PathLike | None = None, trainable_layers: int = 3,
-                   out_channels: int = 256) -> ResNetFPN:
-    """ResNeXt-101 + FPN; ``variant`` ``"64x4d"`` (MaskProp's trunk) or ``"32x8d"``."""
+                   out_channels: int = 256, allow_random_init: bool | None = None) -> ResNetFPN:
+    """ResNeXt-101 + FPN; ``variant`` ``"64x4d"`` (MaskProp's trunk) or ``"32x8d"`` (same
+    weights policy as ``resnet50_fpn``)."""
     if variant not in ("64x4d", "32x8d"):
         raise ValueError(f"resnext101_fpn: variant must be '64x4d' or '32x8d', got {variant!r}")
     return _torchvision_resnet_fpn(f"resnext101_{variant}", norm=norm, weights=weights,
-                                   trainable_layers=trainable_layers, out_channels=out_channels)
+                                   trainable_layers=trainable_layers, out_channels=out_channels,
+                                   allow_random_init=allow_random_init)
 
 
 class TinyResNet(nn.Module):

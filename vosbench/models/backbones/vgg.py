@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vosbench.models.weights import load_state_dict_checked, read_state_dict
+from vosbench.models.weights import load_pretrained
 from vosbench.registry import BACKBONES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -68,11 +68,14 @@ class VGG16Side(nn.Module):
     Args:
         in_channels: input channels (3 = RGB; 4 = RGB + warped mask; 4 = 3-channel flow
             magnitude + warped mask, ...).
-        weights: None (random init, explicit) or a local torchvision ``vgg16`` state dict /
-            vosbench checkpoint (only ``features.*`` is used); with ``in_channels != 3`` the
-            first kernel is extended by ``extend_first_conv``.
+        weights: a local torchvision ``vgg16`` state dict / vosbench checkpoint (only
+            ``features.*`` is used); with ``in_channels != 3`` the first kernel is extended by
+            ``extend_first_conv``. At ``width == 1`` the weights policy applies
+            (``vosbench.models.weights.load_pretrained``): None or a missing file is an error
+            unless random init is allowed; narrower widths have no published file (random init).
         width: channel multiplier (1.0 = VGG-16; the tiny test variant uses 1/16). Pretrained
             weights need ``width == 1``.
+        allow_random_init: explicit policy decision (None: the scoped ``weights_policy``).
         side_channels: channels of each side output before fusion (16 as in OSVOS).
         extra_channel_init: ``"zeros"`` or ``"mean"``, see ``extend_first_conv``.
         frozen_stages: number of leading VGG stages (0-5) whose weights are frozen.
@@ -87,7 +90,7 @@ class VGG16Side(nn.Module):
 
     def __init__(self, *, in_channels: int = 3, weights: str | os.PathLike | None = None,
                  width: float = 1.0, side_channels: int = 16, extra_channel_init: str = "zeros",
-                 frozen_stages: int = 0) -> None:
+                 frozen_stages: int = 0, allow_random_init: bool | None = None) -> None:
         super().__init__()
         if in_channels < 1:
             raise ValueError(f"vgg16_side: in_channels must be >= 1, got {in_channels}")
@@ -114,8 +117,9 @@ class VGG16Side(nn.Module):
         self.fuse = nn.Conv2d(side_channels * len(self.widths), 1, 1)
         self.out_channels = self.widths[-1][-1]
         self._init_weights()
-        if weights is not None:
-            self.load_pretrained(weights, extra_channel_init=extra_channel_init)
+        if width == 1.0:
+            self.load_pretrained(weights, extra_channel_init=extra_channel_init,
+                                 allow_random_init=allow_random_init)
         for s in range(frozen_stages):
             lo = 0 if s == 0 else self._stage_ends[s - 1] + 1
             for layer in list(self.features)[lo:self._stage_ends[s] + 1]:
@@ -130,12 +134,20 @@ class VGG16Side(nn.Module):
             nn.init.normal_(m.weight, std=0.01)
             nn.init.zeros_(m.bias)
 
-    def load_pretrained(self, path: str | os.PathLike, *, extra_channel_init: str = "zeros") -> None:
-        """Load ``features.*`` of a torchvision vgg16 state dict, extending the first kernel."""
-        sd = read_state_dict(path, prefix="features.")
-        if "0.weight" in sd and sd["0.weight"].shape[1] == 3 and self.in_channels != 3:
-            sd["0.weight"] = extend_first_conv(sd["0.weight"], self.in_channels, extra_channel_init)
-        load_state_dict_checked(self.features, sd, strict=True, source=str(path))
+    def load_pretrained(self, path: str | os.PathLike | None, *, extra_channel_init: str = "zeros",
+                        allow_random_init: bool | None = None) -> None:
+        """Load ``features.*`` of a torchvision vgg16 state dict, extending the first kernel
+        (weights policy: None / a missing file is an error unless random init is allowed)."""
+        in_channels = self.in_channels
+
+        def extend(sd: dict) -> dict:
+            if "0.weight" in sd and sd["0.weight"].shape[1] == 3 and in_channels != 3:
+                sd["0.weight"] = extend_first_conv(sd["0.weight"], in_channels, extra_channel_init)
+            return sd
+
+        load_pretrained(self.features, path, component="vgg16", name="vgg16_side",
+                        key="method.backbone.weights", allow_random_init=allow_random_init,
+                        prefix="features.", transform=extend)
 
     def output_shape(self) -> dict[str, dict[str, int]]:
         """Channels and strides of the outputs."""
@@ -163,10 +175,11 @@ class VGG16Side(nn.Module):
 @BACKBONES.register("vgg16_side")
 def vgg16_side(*, in_channels: int = 3, weights: str | os.PathLike | None = None,
                side_channels: int = 16, extra_channel_init: str = "zeros",
-               frozen_stages: int = 0) -> VGG16Side:
-    """Full-width VGG-16 side-output network (see ``VGG16Side``)."""
+               frozen_stages: int = 0, allow_random_init: bool | None = None) -> VGG16Side:
+    """Full-width VGG-16 side-output network (see ``VGG16Side``; weights policy applies)."""
     return VGG16Side(in_channels=in_channels, weights=weights, side_channels=side_channels,
-                     extra_channel_init=extra_channel_init, frozen_stages=frozen_stages)
+                     extra_channel_init=extra_channel_init, frozen_stages=frozen_stages,
+                     allow_random_init=allow_random_init)
 
 
 @BACKBONES.register("vgg16_side_tiny")

@@ -13,13 +13,21 @@ nothing else (RPN, RoI sampling, losses, box decoding, NMS and mask pasting are 
     branch reads the stride-8 map).
 
 Images go in as ``list[Tensor[3, H, W]]`` in 0-1; normalisation and resizing are done by
-torchvision's ``GeneralizedRCNNTransform`` (mean/std are its buffers).
+torchvision's ``GeneralizedRCNNTransform`` (mean/std are its buffers), through ``ClipTransform``,
+which adds (d) one scale per clip: torchvision draws a new short side from ``min_size`` for every
+image, which gives the frames of one clip different sizes (a recurrent state or a propagation
+between frames then sees a scale change that never happens at test time). ``draw_min_size()``
+draws one value (torch's global RNG: seeded by the trainer and saved in its checkpoints, so a
+resumed run draws the same) and ``resize / extract_features / forward(..., min_size=s)`` apply it
+to every image of the call (or one value per image). Test time uses ``min_size[-1]``.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+import contextlib
+import os
+from typing import Any, Iterator, Protocol, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -28,11 +36,35 @@ from torchvision.models.detection.faster_rcnn import TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
-from torchvision.models.detection.transform import GeneralizedRCNNTransform
+from torchvision.models.detection.transform import (GeneralizedRCNNTransform, _resize_image_and_masks,
+                                                    resize_boxes)
 from torchvision.ops import MultiScaleRoIAlign
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ClipTransform(GeneralizedRCNNTransform):
+    """``GeneralizedRCNNTransform`` whose short side can be fixed for one call.
+
+    ``forced_sizes`` (set by ``MaskRCNNBase.resize`` for the duration of one call): one short side
+    per image, used in training and in eval; None keeps torchvision's behaviour (training: a new
+    ``torch_choice(min_size)`` per image; eval: ``min_size[-1]``).
+    """
+
+    forced_sizes: list[int] | None = None
+    _next: int = 0
+
+    def resize(self, image: Tensor, target: dict[str, Tensor] | None = None):
+        if self.forced_sizes is None or (self.training and self._skip_resize):
+            return super().resize(image, target)
+        size = self.forced_sizes[self._next]
+        self._next += 1
+        h, w = image.shape[-2:]
+        image, target = _resize_image_and_masks(image, size, self.max_size, target, self.fixed_size)
+        if target is not None:
+            target["boxes"] = resize_boxes(target["boxes"], (h, w), image.shape[-2:])
+        return image, target
 
 
 class Neck(Protocol):
@@ -207,7 +239,7 @@ class MaskRCNNBase(nn.Module):
         self.backbone = backbone
         self.neck = neck
         self.num_classes = num_classes
-        self.transform = GeneralizedRCNNTransform(min_size, max_size, list(image_mean), list(image_std))
+        self.transform = ClipTransform(min_size, max_size, list(image_mean), list(image_std))
 
         anchor_gen = AnchorGenerator(tuple(anchor_sizes), (tuple(aspect_ratios),) * len(anchor_sizes))
         self.rpn = RegionProposalNetwork(
@@ -233,16 +265,68 @@ class MaskRCNNBase(nn.Module):
             mask_roi_pool=mask_roi_pool, mask_head=mask_head, mask_predictor=mask_predictor,
         )
 
+    # ------------------------------------------------------------------ scales
+    @property
+    def min_sizes(self) -> tuple[int, ...]:
+        """The training short sides (torchvision ``min_size``); the last one is the test size."""
+        return tuple(int(s) for s in self.transform.min_size)
+
+    def draw_min_size(self, n: int | None = None) -> int | list[int]:
+        """Draw the short side(s) for one clip (``n=None``) or for ``n`` clips.
+
+        Training: uniform over ``min_size`` with torch's global RNG (the trainer seeds it and its
+        checkpoints save it, so a resumed run draws the same sizes). Eval: the test size
+        ``min_size[-1]``, whatever ``n``.
+        """
+        sizes = self.min_sizes
+        k = 1 if n is None else n
+        if self.training and len(sizes) > 1:
+            out = [sizes[int(i)] for i in torch.randint(len(sizes), (k,))]
+        else:
+            out = [sizes[-1]] * k
+        return out[0] if n is None else out
+
+    @contextlib.contextmanager
+    def _forced(self, min_size: int | Sequence[int] | None, num_images: int) -> Iterator[None]:
+        if min_size is None:
+            yield
+            return
+        sizes = [int(min_size)] * num_images if isinstance(min_size, (int, float)) else [int(s) for s in min_size]
+        if len(sizes) != num_images:
+            raise ValueError(f"MaskRCNNBase: {len(sizes)} min_size values for {num_images} images")
+        tr = self.transform
+        tr.forced_sizes, tr._next = sizes, 0
+        try:
+            yield
+        finally:
+            tr.forced_sizes, tr._next = None, 0
+
+    def resize(self, images: Sequence[Tensor], targets: list[dict[str, Tensor]] | None = None, *,
+               min_size: int | Sequence[int] | None = None):
+        """Normalise, resize and batch (torchvision ``GeneralizedRCNNTransform``).
+
+        Args:
+            images: list of Tensor[3, H, W] in 0-1.
+            targets: optional per-image targets (boxes are rescaled, masks resized).
+            min_size: None: torchvision's draw (training: per image; eval: ``min_size[-1]``);
+                int: every image at this short side (one scale per clip); sequence: one short
+                side per image. ``max_size`` always caps the long side.
+        Returns:
+            (ImageList with tensors Tensor[N, 3, Hp, Wp] and image_sizes, resized targets)
+        """
+        with self._forced(min_size, len(images)):
+            return self.transform(list(images), targets)
+
     # ------------------------------------------------------------------ building blocks
     def extract_features(self, images: Sequence[Tensor], targets: list[dict[str, Tensor]] | None = None,
-                         neck_state: Any = None):
-        """Normalise/resize, run backbone and neck.
+                         neck_state: Any = None, *, min_size: int | Sequence[int] | None = None):
+        """Normalise/resize (``min_size`` as in ``resize``), run backbone and neck.
 
         Returns:
             (image_list, targets (resized), features OrderedDict, new neck state)
         """
         original = [tuple(int(s) for s in im.shape[-2:]) for im in images]
-        image_list, targets = self.transform(list(images), targets)
+        image_list, targets = self.resize(images, targets, min_size=min_size)
         features = self.backbone(image_list.tensors)
         if isinstance(features, Tensor):
             features = OrderedDict([("0", features)])
@@ -263,7 +347,7 @@ class MaskRCNNBase(nn.Module):
         return detections, {**rpn_losses, **roi_losses}
 
     def forward(self, images: Sequence[Tensor], targets: list[dict[str, Tensor]] | None = None,
-                neck_state: Any = None) -> DetectorOutput:
+                neck_state: Any = None, *, min_size: int | Sequence[int] | None = None) -> DetectorOutput:
         """One detector pass.
 
         Args:
@@ -271,10 +355,12 @@ class MaskRCNNBase(nn.Module):
             targets: per image ``{"boxes": float[K, 4] xyxy, "labels": int64[K] (>=1),
                 "masks": uint8[K, H, W]}`` (training). Empty K is allowed.
             neck_state: the state the neck returned for the previous frame (None at start).
+            min_size: short side(s) of this call (see ``resize``; ``draw_min_size()`` per clip).
         """
         if self.training and targets is None:
             raise ValueError("MaskRCNNBase: targets are required in training mode")
-        image_list, targets_t, features, new_state = self.extract_features(images, targets, neck_state)
+        image_list, targets_t, features, new_state = self.extract_features(images, targets, neck_state,
+                                                                           min_size=min_size)
         detections, losses = self.heads(image_list, features, targets_t)
         return DetectorOutput(
             losses=losses if self.training else {},
@@ -304,6 +390,40 @@ class MaskRCNNBase(nn.Module):
         for m in (self.roi_heads.box_predictor, self.roi_heads.mask_predictor):
             if hasattr(m, "to_class_specific"):
                 m.to_class_specific()
+
+    def load_torchvision_weights(self, path: str | os.PathLike | None, *,
+                                 component: str = "maskrcnn_resnet50_fpn_coco",
+                                 key: str = "method.detector_weights", skip_class_layers: bool = True,
+                                 allow_random_init: bool | None = None):
+        """Initialise from a torchvision ``maskrcnn_*`` state dict (e.g. the COCO file), in any
+        layout torchvision has published, under the weights policy.
+
+        The file goes through torchvision's upgrade hooks unfiltered
+        (``vosbench.models.weights.load_state_dict_upgrading``): the pre-0.13 layout
+        (``rpn.head.conv.*``, ``roi_heads.mask_head.mask_fcn{1..4}.*``, FPN
+        ``inner_blocks.{i}.*``) is renamed by the modules themselves. Every key must match
+        except the class-dependent layers (``skip_class_layers``: ``box_predictor.*`` and
+        ``mask_predictor.mask_fcn_logits.*`` when their number of classes differs), which keep
+        their init and are listed. A vosbench checkpoint of a whole method whose detector lives
+        under ``detector.`` (MaskProp) is accepted too.
+
+        Returns:
+            the ``LoadReport`` (None when random init is allowed or deferred to a checkpoint).
+        Raises:
+            MissingWeightsError: no file and random init not allowed; WeightsError: bad keys.
+        """
+        from vosbench.models.weights import load_pretrained, read_state_dict, resolve_pretrained
+
+        p = resolve_pretrained(path, component=component, key=key, name="mask_rcnn detector",
+                               allow_random_init=allow_random_init, module=self)
+        if p is None:
+            return None
+        keys = read_state_dict(p)
+        prefix = "detector." if any(k.startswith("detector.") for k in keys) else None
+        skip = (("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
+                if skip_class_layers else ())
+        return load_pretrained(self, p, component=component, key=key, name="mask_rcnn detector",
+                               prefix=prefix, skip_mismatched=skip)
 
 
 def targets_from_masks(masks: Tensor, labels: Tensor, *, box_widen: float = 0.0) -> dict[str, Tensor]:

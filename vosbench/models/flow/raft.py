@@ -1,9 +1,10 @@
 """torchvision RAFT (Teed & Deng, ECCV 2020) as flow providers ``raft_small`` / ``raft_large``.
 
 Weights come from a local file only (torchvision's ``raft_small_C_T_V2-01064c6d.pth`` /
-``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` state dicts, or a vosbench checkpoint). ``weights`` is
-required: an untrained RAFT outputs noise, so there is no silent random init. Tests that only
-exercise the plumbing pass ``allow_random_init=True`` explicitly.
+``raft_large_C_T_SKHT_V2-ff5fadd5.pth`` state dicts, or a vosbench checkpoint), under the
+weights policy of ``vosbench.models.weights``: an untrained RAFT outputs noise, so no file is an
+error naming the file, unless random init is allowed (``allow_random_init=True``, or None and
+the scoped ``weights_policy``/top-level ``allow_random_init=true``).
 
 torchvision's ``RAFT(image1, image2)`` returns the flow from ``image1`` to ``image2`` with
 ``flow[:, 0] = dx``, ``flow[:, 1] = dy`` on ``image1``'s grid, which is our convention
@@ -20,30 +21,25 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vosbench.models.flow.base import FlowEstimator
-from vosbench.models.weights import load_weights
+from vosbench.models.weights import load_pretrained
 from vosbench.registry import FLOWS
 
 
 class _RAFTFlow(FlowEstimator):
     arch: str = ""
-    weights_hint: str = ""
 
     def __init__(self, *, weights: str | os.PathLike | None = None, num_flow_updates: int = 12,
-                 allow_random_init: bool = False) -> None:
+                 allow_random_init: bool | None = None) -> None:
         super().__init__()
         from torchvision.models import optical_flow
 
-        if weights is None and not allow_random_init:
-            raise ValueError(
-                f"{self.name}: `weights` must be the path of a local {self.arch} state dict (e.g. "
-                f"{self.weights_hint} from torchvision); an untrained RAFT gives meaningless flow. "
-                "Only tests may pass allow_random_init=True."
-            )
         self.model = getattr(optical_flow, self.arch)(weights=None, progress=False)
-        if weights is not None:
-            load_weights(self.model, weights)
+        # The weights policy (vosbench.models.weights): an untrained RAFT outputs meaningless
+        # flow, so no file is an error unless random init is allowed (explicitly or by scope).
+        rep = load_pretrained(self.model, weights, component=self.arch, name=self.name,
+                              key="method.flow.weights", allow_random_init=allow_random_init)
         self.model.eval()
-        self.weights = None if weights is None else str(weights)
+        self.weights = None if rep is None else str(weights)
         self.num_flow_updates = int(num_flow_updates)
 
     @property
@@ -70,11 +66,11 @@ class _RAFTFlow(FlowEstimator):
 @FLOWS.register("raft_small")
 class RAFTSmallFlow(_RAFTFlow):
     """torchvision ``raft_small`` (~1M parameters). Args: ``weights`` (local path, required),
-    ``num_flow_updates`` (recurrent refinement steps, default 12), ``allow_random_init`` (tests)."""
+    ``num_flow_updates`` (recurrent refinement steps, default 12), ``allow_random_init``
+    (None: the scoped policy)."""
 
     name = "raft_small"
     arch = "raft_small"
-    weights_hint = "raft_small_C_T_V2-01064c6d.pth"
 
 
 @FLOWS.register("raft_large")
@@ -83,4 +79,3 @@ class RAFTLargeFlow(_RAFTFlow):
 
     name = "raft_large"
     arch = "raft_large"
-    weights_hint = "raft_large_C_T_SKHT_V2-ff5fadd5.pth"

@@ -1,0 +1,147 @@
+"""Paper-width MaskRNN from random init overfits one real clip (acceptance of issue #16).
+
+The model is ``configs/method/maskrnn.yaml`` (two full VGG-16 side-output streams, 4096-d
+fc6/fc7 localization net, DIS flow), built with ``allow_random_init`` because no ImageNet file
+exists here. It trains on the first ``--frames`` frames of a davis2016-mini sequence at a
+reduced resolution: first the single-frame stage (every trainable frame of the clip with a
+perturbed previous ground-truth mask), then the recurrent stage (BPTT over the whole clip from
+the frame-0 mask). Every ``--eval-every`` steps it runs ``predict`` on the same frames (frame 0
+is the reference mask; no online fine-tuning, so the number measures the offline net) and
+reports J per frame, at the working resolution and at 480p (the prediction upsampled, as
+``predict`` returns it). It stops when the mean J over frames 1.. reaches ``--target`` at the
+working resolution, or when the CPU-time budget is spent.
+
+    OMP_NUM_THREADS=1 python benchmarks/maskrnn_real_overfit.py --out outputs/e16_overfit
+
+Writes ``<out>/curve.json`` (loss and J per step, CPU seconds) and prints one JSON line per
+evaluation. Measured: ``benchmarks/RESULTS.md`` (#16).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import vosbench_methods  # noqa: E402,F401  (registers every method)
+from vosbench.config import build, compose, to_dict  # noqa: E402
+from vosbench.registry import METHODS  # noqa: E402
+
+DAVIS_MINI = REPO.parent / "shared" / "data" / "davis2016-mini"
+
+
+def jaccard(a: torch.Tensor, b: torch.Tensor) -> float:
+    """IoU of two bool masks (an empty union counts as 1, as davis2017-evaluation)."""
+    union = (a | b).sum()
+    return 1.0 if int(union) == 0 else float((a & b).sum()) / float(union)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sequence", default="blackswan")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--short", type=int, default=128, help="working short side (480p frames: 128x228)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
+                   help="cosine: decay to 0 over --max-steps")
+    p.add_argument("--single-steps", type=int, default=150, help="single-frame stage steps, then recurrent")
+    p.add_argument("--max-steps", type=int, default=2000)
+    p.add_argument("--eval-every", type=int, default=25)
+    p.add_argument("--target", type=float, default=0.9)
+    p.add_argument("--cpu-minutes", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    cpu0 = time.process_time()
+
+    from vosbench.data import build_dataset
+    from vosbench.models.weights import weights_policy
+    from vosbench.structures import VideoBatch, VideoSample
+
+    ds = build_dataset({"name": "davis2016", "root": str(DAVIS_MINI), "split": "val", "resolution": "480p"})
+    video = ds[args.sequence]
+    frames = [video.frames[t] for t in range(args.frames)]
+    H, W = frames[0].size
+    h, w = args.short, round(W * args.short / H)
+    images = torch.stack([f.image for f in frames])  # [T, 3, H, W]
+    gt = torch.stack([f.masks.any(0) for f in frames])  # [T, H, W] (one object in DAVIS-2016)
+    small = F.interpolate(images, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    gt_small = F.interpolate(gt[:, None].float(), size=(h, w), mode="nearest-exact")[:, 0] > 0.5
+    T = args.frames
+    batch = VideoBatch(images=small[None], masks=gt_small[None, :, None], obj_ids=torch.ones(1, 1, dtype=torch.long),
+                       labels=torch.full((1, 1), -1), obj_valid=torch.ones(1, 1, dtype=torch.bool),
+                       annotated=torch.ones(1, T, dtype=torch.bool), pad=torch.zeros(1, T, h, w, dtype=torch.bool),
+                       void=torch.zeros(1, T, h, w, dtype=torch.bool), frame_idx=torch.arange(T)[None])
+    sample = VideoSample(f"{args.sequence}-{T}", frames, orig_size=(H, W), reference=video.reference,
+                         frame_names=video.frame_names[:T], meta={"dataset": "davis2016-mini"})
+    if 0 not in sample.reference:
+        raise SystemExit(f"{args.sequence}: no reference mask in frame 0")
+    sample.reference = {0: sample.reference[0]}
+
+    cfg = to_dict(compose(["~dataset", "method=maskrnn"]).method)
+    cfg.update(finetune_iters=0, resize_short=args.short, single_frame_iters=args.single_steps)
+    torch.manual_seed(args.seed)
+    with weights_policy(allow_random_init=True):
+        model = build(cfg, METHODS)
+    n_params = sum(p.numel() for p in model.parameters())
+    print(json.dumps({"model": "maskrnn (paper width, random init)", "params_M": round(n_params / 1e6, 1),
+                      "size": [h, w], "frames": T, "sequence": args.sequence}), flush=True)
+    opt = torch.optim.Adam([q for q in model.parameters() if q.requires_grad], lr=args.lr)
+
+    def evaluate() -> dict:
+        pred = model.predict(sample).materialize()
+        j_full = [jaccard(f.masks[0], gt[t]) for t, f in enumerate(pred.frames)][1:]
+        j_small = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(pred.frames)][1:]
+        model.train()
+        return {"J_work": sum(j_small) / len(j_small), "J_480p": sum(j_full) / len(j_full),
+                "J_work_per_frame": [round(v, 3) for v in j_small]}
+
+    curve, step, reached = [], 0, None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.train()
+    while step < args.max_steps:
+        if args.lr_decay == "cosine":
+            for g in opt.param_groups:
+                g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
+        losses = model.training_step(batch)
+        loss = sum(losses.values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        row = {"step": step, "stage": "recurrent" if step > args.single_steps else "single",
+               **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
+        if step % args.eval_every == 0 or step == args.max_steps:
+            row.update(evaluate())
+            row["cpu_min"] = round((time.process_time() - cpu0) / 60, 2)
+            print(json.dumps(row), flush=True)
+            if reached is None and step > args.single_steps and row["J_work"] >= args.target:
+                reached = row
+        curve.append(row)
+        if reached is not None or (time.process_time() - cpu0) / 60 >= args.cpu_minutes:
+            break
+    summary = {"reached": reached is not None, "step": step, "cpu_min": round((time.process_time() - cpu0) / 60, 2),
+               "final": curve[-1], "args": vars(args)}
+    tmp = out / "curve.json.tmp"
+    tmp.write_text(json.dumps({"summary": summary, "curve": curve}, indent=1))
+    tmp.replace(out / "curve.json")
+    print(json.dumps({k: summary[k] for k in ("reached", "step", "cpu_min")}))
+
+
+def _small(mask: torch.Tensor, size) -> torch.Tensor:
+    """480p bool mask -> working-size bool mask (nearest)."""
+    return F.interpolate(mask[None, None].float(), size=size, mode="nearest-exact")[0, 0] > 0.5
+
+
+if __name__ == "__main__":
+    main()
