@@ -70,6 +70,7 @@ def main() -> None:
     p.add_argument("--max-video-steps", type=int, default=200)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--video-lr", type=float, default=1e-4)
+    p.add_argument("--warmup", type=int, default=0, help="linear warm-up steps at the start of stage 1")
     p.add_argument("--eval-every", type=int, default=5, help="video steps between evaluations")
     p.add_argument("--eval-image-every", type=int, default=0, help="stage-1 steps between evaluations (0: none)")
     p.add_argument("--finetune-iters", type=int, default=30, help="online fine-tuning cap (paper: 1000)")
@@ -169,6 +170,9 @@ def main() -> None:
     model.train()
     opt = optimizer(args.lr)
     for it in range(1, args.image_steps + 1):  # stage 1: frames as independent images
+        if args.warmup:
+            for g in opt.param_groups:
+                g["lr"] = args.lr * min(1.0, it / args.warmup)
         row = step("image", batch_of(sorted(random.sample(range(T), args.image_batch))), opt, it)
         if args.eval_image_every and it % args.eval_image_every == 0:
             row.update(evaluate(), cpu_min=cpu_min())

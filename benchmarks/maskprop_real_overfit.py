@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", type=float, default=0.9, help="stop at this video AP50")
     p.add_argument("--cpu-minutes", type=float, default=30.0)
     p.add_argument("--override", nargs="*", default=[], help="more method.<key>=<value> overrides")
+    p.add_argument("--save", action="store_true", help="write <out>/model.pth at every evaluation")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -150,9 +151,22 @@ def main(argv: list[str] | None = None) -> int:
         ev.process(video, pred)
         r = ev.evaluate()
         model.train()
+        # diagnostics: the video IoU (YouTube-VIS definition: summed over frames) of every entry
+        # with the instance, and the rank of the best one among the category-1 entries
+        gt = torch.stack([f.masks[0] for f in video.frames])                        # [T, H, W]
+        pm = torch.stack([f.masks for f in pred.frames], 1) if len(pred.obj_ids) else gt[None][:0]
+        inter = (pm & gt[None]).flatten(1).sum(1).float()
+        union = (pm | gt[None]).flatten(1).sum(1).float().clamp(min=1)
+        viou = (inter / union).tolist()
+        cat1 = [k for k in range(len(pred.obj_ids)) if int(pred.labels[k]) == 1]
+        order = sorted(cat1, key=lambda k: -float(pred.scores[k]))
+        best = max(order, key=lambda k: viou[k]) if order else None
         return {"step": step, "cpu_s": cpu_seconds() - cpu0, "AP": r["mAP"], "AP50": r["AP50"],
                 "AP75": r["AP75"], "AR1": r["AR1"], "entries": int(len(pred.obj_ids)),
                 "top_score": float(pred.scores.max()) if len(pred.scores) else 0.0,
+                "best_video_iou": max(viou) if viou else 0.0,
+                "top_cat1_video_iou": viou[order[0]] if order else 0.0,
+                "rank_of_best_cat1": order.index(best) if best is not None else None,
                 "eval_cpu_s": cpu_seconds() - c0}
 
     model.train()
@@ -177,6 +191,10 @@ def main(argv: list[str] | None = None) -> int:
             over_budget = cpu_seconds() - cpu0 > args.cpu_minutes * 60
             if step % args.eval_every == 0 or over_budget or step >= args.max_steps:
                 r = evaluate()
+                if args.save:   # the model of the last evaluation (diagnosis), written atomically
+                    tmp = args.out / "model.pth.tmp"
+                    torch.save({"model": model.state_dict(), "step": step, "overrides": over}, tmp)
+                    os.replace(tmp, args.out / "model.pth")
                 best = max(best, r["AP50"])
                 curve["evals"].append(r)
                 print(json.dumps({"eval": r}), flush=True)

@@ -52,6 +52,7 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--lr-decay", choices=["none", "cosine"], default="none",
                    help="cosine: decay to 0 over --max-steps")
+    p.add_argument("--warmup", type=int, default=0, help="linear learning-rate warmup steps")
     p.add_argument("--single-steps", type=int, default=150, help="single-frame stage steps, then recurrent")
     p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=25)
@@ -101,18 +102,33 @@ def main() -> None:
         pred = model.predict(sample).materialize()
         j_full = [jaccard(f.masks[0], gt[t]) for t, f in enumerate(pred.frames)][1:]
         j_small = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(pred.frames)][1:]
+        # predicted / ground-truth area over frames 1..: > 1 over-segments, < 1 under-segments
+        area = float(sum(f.masks[0].sum() for f in pred.frames[1:])) / max(1.0, float(gt[1:].sum()))
+        # The same propagation without the box restriction (Table 2 "Apply" off): how much of the
+        # error the localization net removes or causes.
+        model.apply_localization = False
+        try:
+            free = model.predict(sample).materialize()
+        finally:
+            model.apply_localization = True
+        j_free = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(free.frames)][1:]
         model.train()
         return {"J_work": sum(j_small) / len(j_small), "J_480p": sum(j_full) / len(j_full),
-                "J_work_per_frame": [round(v, 3) for v in j_small]}
+                "J_work_per_frame": [round(v, 3) for v in j_small], "area_ratio": round(area, 3),
+                "J_work_no_box": round(sum(j_free) / len(j_free), 4)}
 
     curve, step, reached = [], 0, None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.train()
     while step < args.max_steps:
+        lr = args.lr
         if args.lr_decay == "cosine":
-            for g in opt.param_groups:
-                g["lr"] = args.lr * 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
+            lr *= 0.5 * (1 + math.cos(math.pi * step / args.max_steps))
+        if step < args.warmup:
+            lr *= (step + 1) / args.warmup
+        for g in opt.param_groups:
+            g["lr"] = lr
         losses = model.training_step(batch)
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
@@ -120,7 +136,7 @@ def main() -> None:
         opt.step()
         step += 1
         row = {"step": step, "stage": "recurrent" if step > args.single_steps else "single",
-               **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
+               "lr": float(f"{lr:.3g}"), **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
         if step % args.eval_every == 0 or step == args.max_steps:
             row.update(evaluate())
             row["cpu_min"] = round((time.process_time() - cpu0) / 60, 2)
@@ -128,14 +144,23 @@ def main() -> None:
             if reached is None and step > args.single_steps and row["J_work"] >= args.target:
                 reached = row
         curve.append(row)
+        if "J_work" in row:
+            save(out, curve, reached, step, cpu0, args)
         if reached is not None or (time.process_time() - cpu0) / 60 >= args.cpu_minutes:
             break
+    save(out, curve, reached, step, cpu0, args)
+    print(json.dumps({"reached": reached is not None, "step": step,
+                      "cpu_min": round((time.process_time() - cpu0) / 60, 2)}))
+
+
+def save(out: Path, curve: list, reached, step: int, cpu0: float, args) -> None:
+    """Write ``<out>/curve.json`` (temp file + rename; also after every evaluation, so a run that
+    is stopped early keeps its curve)."""
     summary = {"reached": reached is not None, "step": step, "cpu_min": round((time.process_time() - cpu0) / 60, 2),
-               "final": curve[-1], "args": vars(args)}
+               "final": curve[-1] if curve else None, "args": vars(args)}
     tmp = out / "curve.json.tmp"
     tmp.write_text(json.dumps({"summary": summary, "curve": curve}, indent=1))
     tmp.replace(out / "curve.json")
-    print(json.dumps({k: summary[k] for k in ("reached", "step", "cpu_min")}))
 
 
 def _small(mask: torch.Tensor, size) -> torch.Tensor:

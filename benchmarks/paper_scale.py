@@ -19,7 +19,12 @@ resolution. ``recipe.harness`` (bounded cost, e.g. fine-tuning iterations) alway
 Output, one line per stage, then its memory projection::
 
     stage stage2_video: ok  loss 4.1234  8.52s/it  peak 5123MB
-      memory/sample 812MB (1.0 object(s)); projected paper batch 1 on 1 GPU(s): 5.3 GB/GPU (x6.9 pixels)
+      ...
+      memory/sample 812MB (1 object(s), activations saved for backward); projected paper batch 1 on 1 GPU(s): 5.3 GB/GPU (x6.9 pixels)
+      memory: static 1650MB (...), saved for backward 812MB, first-iteration growth beyond the model 790MB
+
+Memory per sample is the CUDA allocated growth of one clip's step on a GPU, the activations the
+autograd graph saves for backward on CPU (``SavedActivations``: RSS growth is not reliable there).
 
 Exit status 1 if any stage failed (its line says ``FAILED`` and why). The stage contract
 (``recipe:`` keys) is in configs/experiment/README.md.
@@ -203,19 +208,74 @@ def _tensor_mb(tensors) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 2**20
 
 
+class SavedActivations:
+    """Bytes of the distinct storages autograd saves for backward inside the block (MB).
+
+    That is the memory one clip keeps alive from its forward to its backward, the part of a
+    training step that grows with the batch; the storages of ``exclude`` (the parameters, which
+    convolutions and linear layers save too) are not counted. It is read from the autograd graph
+    (``torch.autograd.graph.saved_tensors_hooks``), so it does not depend on the allocator: on CPU
+    a block's RSS growth hides everything it allocates inside memory that glibc kept from earlier
+    work (a second stage in the same process can show 0 MB growth). Views of one storage count
+    once; a storage freed before backward and reused by another saved tensor counts twice (an
+    over-estimate, rare: saved tensors live until backward). The transients of the backward (the
+    gradients of the activations) are not in it: on CPU memory/sample is a lower bound, the CUDA
+    number (allocated growth) includes them.
+    """
+
+    def __init__(self, exclude: Any = ()) -> None:
+        self._skip = {self._key(t) for t in exclude}
+        self._sizes: dict = {}
+        self._hooks: Any = None
+
+    @staticmethod
+    def _key(t: Any) -> tuple:
+        st = t.untyped_storage()
+        return (str(st.device), st.data_ptr())
+
+    def _pack(self, t: Any) -> Any:
+        try:
+            key, nbytes = self._key(t), t.untyped_storage().nbytes()
+        except (RuntimeError, NotImplementedError, TypeError):  # no storage (sparse, nested, ...)
+            return t
+        if key[1] and key not in self._skip:
+            self._sizes[key] = max(self._sizes.get(key, 0), nbytes)
+        return t
+
+    @property
+    def mb(self) -> float:
+        return sum(self._sizes.values()) / 2**20
+
+    def __enter__(self) -> "SavedActivations":
+        import torch
+
+        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._hooks.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._hooks.__exit__(*exc)
+
+
 def train_iterations(cfg: Any, method: Any, device: Any, iters: int, *, amp_dtype: Any = None,
                      step_fn: Callable[[Any], Any] | None = None) -> dict:
     """``iters`` optimizer steps on the stage's clips (batch 1): loss, s/it, memory.
 
-    Memory (MB) from the FIRST iteration, the only one whose growth is visible in a process's
-    RSS (later ones reuse memory the allocator kept): ``static`` = memory before it + the
-    gradients and optimizer state it created (per model), ``mem_per_sample`` = its peak growth
-    minus those (activations of one clip). On CUDA the same numbers come from allocated memory.
+    Memory (MB): ``static`` = memory before the first iteration (CUDA: allocated; CPU: process
+    RSS) + the gradients and optimizer state it created (per model, not per clip).
+    ``mem_per_sample`` (one clip): on CUDA the first iteration's allocated-memory peak growth minus
+    those gradients and optimizer state (everything the step needs beyond the model, transients
+    included); on CPU the activations saved for backward (``SavedActivations``, max over the
+    iterations), because RSS growth is not reliable there (memory glibc kept from earlier work
+    hides it). ``saved_mb`` (both devices) and ``rss_growth_mb`` (CPU; CUDA: allocated growth) are
+    returned too. ``mem_source`` says which one ``mem_per_sample`` is.
 
     Returns:
-        ``{"loss", "s_per_it", "cpu_s_per_it", "peak_mb", "mem_per_sample_mb", "static_mb",
-        "objects", "iters"}``.
+        ``{"loss", "loss_parts", "s_per_it", "cpu_s_per_it", "peak_mb", "mem_per_sample_mb",
+        "mem_source", "saved_mb", "growth_mb", "static_mb", "objects", "iters"}``.
     """
+    import torch
+
     from vosbench.data import ClipDataset, build_dataset, collate_clips
     from vosbench.engine.defaults import build_optimizer, build_scheduler, epoch_schedule
 
@@ -227,18 +287,20 @@ def train_iterations(cfg: Any, method: Any, device: Any, iters: int, *, amp_dtyp
     scheduler = build_scheduler(sched_cfg, optimizer, warmup_iters=t.warmup_iters,
                                 warmup_factor=t.warmup_factor)
     method.train()
-    losses, times, cpu, peaks, objects = [], [], [], [], []
+    losses, times, cpu, peaks, objects, saved = [], [], [], [], [], []
     first = Measure()
     per_model_mb = 0.0
+    params = list(method.parameters())
     for i in range(iters):
         batch = collate_clips([clips[i % len(clips)]])
         if hasattr(batch, "to"):
             batch = batch.to(device)
         objects.append(float(batch.obj_valid.sum()) / batch.batch_size)
         with measure(device) as m:
-            with amp_context(device, amp_dtype):
+            with amp_context(device, amp_dtype), SavedActivations(exclude=params) as acts:
                 out = (step_fn or method.training_step)(batch)
-            total = sum(v.float() for v in out.values())
+                total = sum(v.float() for v in out.values())
+            saved.append(acts.mb)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
             optimizer.step()
@@ -257,10 +319,14 @@ def train_iterations(cfg: Any, method: Any, device: Any, iters: int, *, amp_dtyp
         times.append(m.seconds)
         cpu.append(m.cpu_seconds)
         peaks.append(m.peak_mb)
-    per_sample = max(0.0, first.peak_mb - first.start_mb - per_model_mb)
+    growth = max(0.0, first.peak_mb - first.start_mb - per_model_mb)
+    on_cuda = torch.device(device).type == "cuda"
+    per_sample = growth if on_cuda else max(saved)
     return {"loss": losses[-1], "loss_parts": parts, "s_per_it": sum(times) / len(times),
             "cpu_s_per_it": sum(cpu) / len(cpu),
             "peak_mb": max(peaks), "mem_per_sample_mb": per_sample,
+            "mem_source": "CUDA allocated growth" if on_cuda else "activations saved for backward",
+            "saved_mb": max(saved), "growth_mb": growth,
             "static_mb": first.start_mb + per_model_mb, "objects": sum(objects) / len(objects), "iters": iters}
 
 
@@ -366,6 +432,10 @@ def run_stage(method: str, stage: str, *, smoke: bool, device: str = "cpu", extr
                                    f"{tr['cpu_s_per_it']:.2f}s/it CPU; last losses "
                                    + " ".join(f"{k}={v:.4g}" for k, v in tr["loss_parts"].items()))
                     details.append("  " + numbers["projection"]["line"])
+                    details.append(f"  memory: static {tr['static_mb']:.0f}MB (model, gradients, optimizer state"
+                                   f"{', process' if torch.device(device).type != 'cuda' else ''}), saved for "
+                                   f"backward {tr['saved_mb']:.0f}MB, first-iteration growth beyond the model "
+                                   f"{tr['growth_mb']:.0f}MB")
                 elif run == "finetune":
                     task = getattr(model, "task", "vos")
                     fr = run_predict(model, predict_sample(task, 1), device, amp_dtype=amp_dtype)
@@ -413,7 +483,8 @@ def projection(tr: dict, recipe: dict, ratio: float) -> dict:
     per_gpu = float(recipe["paper_batch"]) / (float(recipe["paper_gpus"]) * float(recipe["paper_accum"]))
     proj = tr["static_mb"] + per_gpu * per_sample * obj_factor * ratio
     obj_txt = f" x {float(objs):g} objects (measured {tr['objects']:g})" if objs else ""
-    line = (f"memory/sample {per_sample:.0f}MB ({tr['objects']:g} object(s)); projected paper batch "
+    src = f", {tr['mem_source']}" if tr.get("mem_source") else ""
+    line = (f"memory/sample {per_sample:.0f}MB ({tr['objects']:g} object(s){src}); projected paper batch "
             f"{recipe['paper_batch']}{obj_txt} on {recipe['paper_gpus']} GPU(s)"
             + (f" ({recipe['paper_accum']} accumulated)" if recipe["paper_accum"] != 1 else "")
             + f": {proj / 1024:.1f} GB/GPU" + (f" (x{ratio:.1f} pixels)" if abs(ratio - 1) > 1e-6 else ""))

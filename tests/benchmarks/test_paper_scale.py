@@ -60,6 +60,21 @@ def test_projection_arithmetic():
     assert p["projected_mb_per_gpu"] == 1000 + 400 and "x 4 objects" in p["line"]
 
 
+def test_saved_activations_count_what_backward_keeps_not_the_parameters():
+    import torch
+
+    lin = torch.nn.Linear(64, 32)
+    x = torch.randn(8, 64)
+    with ps.SavedActivations(exclude=list(lin.parameters())) as acts:
+        h = torch.relu(lin(x))           # addmm saves x (and the weight: a parameter), relu its output
+        y = (h * h.view(4, 64).view(8, 32)).sum()   # mul saves both operands: one storage, counted once
+    assert acts.mb * 2**20 == 8 * 64 * 4 + 8 * 32 * 4
+    y.backward()
+    with torch.no_grad(), ps.SavedActivations() as none:   # nothing is saved without a graph
+        torch.relu(lin(x))
+    assert none.mb == 0
+
+
 def test_epoch_schedule_converts_epochs_to_iterations():
     from vosbench.engine.defaults import epoch_schedule
 
@@ -99,6 +114,9 @@ def test_harness_maskprop_coco_and_ytvis_data(capsys):
     assert rc == 0, out
     lines = [ln for ln in out.splitlines() if ln.startswith("stage ")]
     assert len(lines) == 2 and all(LINE.match(ln) for ln in lines), out
+    # both training stages measure their clip, the second one too (RSS growth showed 0 MB there)
+    per_sample = [float(v) for v in re.findall(r"memory/sample (\d+)MB \(1 object\(s\), activations saved", out)]
+    assert len(per_sample) == 2 and min(per_sample) > 0, out
 
 
 @needs_mini

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -547,3 +549,25 @@ def test_max_train_objects_caps_the_samples_per_clip(clip_batch, monkeypatch):
     assert sizes == [4]
     with pytest.raises(ValueError, match="max_train_objects"):
         tiny(max_train_objects=0)
+
+
+REPO = Path(__file__).resolve().parents[2]
+MINI = REPO.parent / "shared" / "data" / "davis2016-mini"
+
+
+@pytest.mark.skipif(not MINI.is_dir(), reason="../shared/data/davis2016-mini not present")
+def test_paper_recipe_stages_run_in_the_harness_on_the_tiny_model():
+    """configs/experiment/maskrnn/* through benchmarks/paper_scale.py (tiny model, real frames):
+    both training stages train, fine-tuning runs its capped iterations, predict works. The
+    paper-size run of the same command is in benchmarks/RESULTS.md (#16)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import paper_scale as ps
+
+    assert ps.find_stages("maskrnn") == ["finetune", "predict", "stage1_single_frame", "stage2_recurrent"]
+    for stage in ps.find_stages("maskrnn"):
+        r = ps.run_stage("maskrnn", stage, smoke=True, extra=["method=maskrnn_tiny"], log=lambda s: None)
+        assert r.ok, (r.line, r.details)
+        if stage == "finetune":
+            assert r.numbers["finetune"]["finetune_iters"] == 2 and r.numbers["predict"]["num_frames"] == 4
+        if stage.startswith("stage"):
+            assert math.isfinite(r.numbers["train"]["loss"]) and r.numbers["projection"]["objects_factor"] == 4

@@ -172,7 +172,14 @@ def weights_policy(*, allow_random_init: bool | None = None,
 def _record(rep: LoadReport) -> LoadReport:
     for lst in _SCOPE.get()[1]:
         lst.append(rep)
-    (logger.warning if rep.status == "random" else logger.info)(rep.line())
+    if rep.status == "random":
+        logger.warning(rep.line())
+    elif rep.status == "covered" and not Path(str(rep.covered_by)).expanduser().is_file():
+        # the covering file is missing too: its own error (or RANDOM INIT line) follows and says
+        # what to get, so this deferral would only be a confusing extra line
+        logger.debug(rep.line())
+    else:
+        logger.info(rep.line())
     return rep
 
 
