@@ -17,7 +17,9 @@ davis2016-mini sequence with LIP's two offline stages, then runs the paper's onl
    J (region IoU, DAVIS definition) of frames 1.. against the ground truth, at 480p (the
    prediction as ``predict`` returns it) and at the working resolution.
 
-It stops when the mean J over frames 1.. at 480p reaches ``--target``, or when the CPU-time
+With ``--eval-image-every N`` the same evaluation also runs every N stage-1 steps (a curve from
+the start; stage 1 never stops early, the recipe always goes on to stage 2).
+It stops when the mean J over frames 1.. at 480p reaches ``--target`` in stage 2, or when the CPU-time
 budget (``--cpu-minutes``, process CPU time of this single-threaded process, evaluation included)
 is spent. Optimiser: AdamW (an overfitting check, not the paper schedule; the paper's SGD values
 are in configs/experiment/lip/).
@@ -178,6 +180,8 @@ def main() -> None:
             row.update(evaluate(), cpu_min=cpu_min())
         if it % args.log_every == 0 or it == args.image_steps or "J_480p" in row:
             print(json.dumps(row), flush=True)
+            summary.update(stage="image", step=it, cpu_min=cpu_min())
+            save()  # a run cut off in stage 1 keeps its curve
         if cpu_min() >= budget:
             break
     model.replace_id_layer(num_ids)  # §4.1.2: a fresh last id layer predicting the training ids
@@ -196,7 +200,7 @@ def main() -> None:
                 break
         else:
             print(json.dumps(row), flush=True)
-        summary.update(step=it, cpu_min=cpu_min())
+        summary.update(stage="video", step=it, cpu_min=cpu_min())
         save()
     summary.update(reached=reached is not None, cpu_min=cpu_min(), final=curve[-1])
     save()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import sys
 import tempfile
@@ -52,8 +53,9 @@ sys.path.insert(0, str(REPO))
 SHARED = REPO.parent / "shared" / "data"
 MINI = SHARED / "davis2016-mini"
 MINI_YTVIS = SHARED / "formats" / "davis2016-mini_ytvis.json"
+YTVIS_SAMPLE = SHARED / "formats" / "ytvis2019_sample_ann.json"
 RUN_KINDS = ("train", "finetune", "predict")
-DATA_KINDS = ("coco", "davis2016_mini", "davis2016_mini_ytvis", "none")
+DATA_KINDS = ("coco", "davis2016_mini", "davis2016_mini_ytvis", "ytvis2019_sample", "none")
 RECIPE_KEYS = {"paper", "data", "runs", "paper_batch", "paper_gpus", "paper_accum",
                "paper_objects_per_sample", "harness", "smoke", "predict_frames"}
 
@@ -112,6 +114,26 @@ def write_coco_from_mini(root: Path, *, per_video: int = 2) -> Path:
     return root
 
 
+def write_ytvis_sample(root: Path) -> Path:
+    """A YouTube-VIS folder with the shared annotation sample (``ytvis2019_sample_ann.json``,
+    mmtracking's per-image layout: 1 video, 20 frames of 720x1280, 30 instance masks) as
+    ``train.json``. Its frames are not shared: stand-in JPEGs (fixed-seed noise) at the annotated
+    size are written under ``JPEGImages/`` (the annotations, their RLE masks and the loader are real)."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(YTVIS_SAMPLE, root / "train.json")
+    rng = np.random.default_rng(0)
+    for im in json.loads(YTVIS_SAMPLE.read_text())["images"]:
+        p = root / "JPEGImages" / im["file_name"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (im["height"], im["width"], 3), dtype=np.uint8)).save(p, quality=75)
+    return root
+
+
 def data_overrides(kind: str, workdir: Path) -> list[str]:
     """Dataset overrides (and the data itself, for ``coco``) of a ``recipe.data`` kind."""
     if kind == "coco":
@@ -123,6 +145,9 @@ def data_overrides(kind: str, workdir: Path) -> list[str]:
         return ["dataset=ytvis2019", f"dataset.root={MINI}", f"+dataset.ann_file={MINI_YTVIS}",
                 f"dataset.image_dir={MINI / 'JPEGImages' / '480p'}", "dataset.split=train",
                 "trainer.train_split=train"]
+    if kind == "ytvis2019_sample":
+        root = write_ytvis_sample(workdir / "ytvis_sample")
+        return ["dataset=ytvis2019", f"dataset.root={root}", "dataset.split=train", "trainer.train_split=train"]
     return []
 
 

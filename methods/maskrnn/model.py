@@ -581,6 +581,8 @@ class MaskRNN(VideoMethod):
         full = _resize_probs(probs, (H, W)) if tuple(size) != (H, W) else probs
         masks = _fuse(full, self.threshold)
         for row, m in ref_rows.items():  # keep the reference masks exact at the original size
+            if tuple(m.shape) != (H, W):  # dataset.resize_short: the reference comes resized
+                m = F.interpolate(m[None, None].float(), size=(H, W), mode="nearest")[0, 0] > 0.5
             masks[:, m] = False
             masks[row] = m
         # Drop frames no longer needed for the flow.

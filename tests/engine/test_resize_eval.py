@@ -52,3 +52,28 @@ def test_flow_propagation_resize_short_120_on_real_davis2016(davis_mini, tmp_pat
                               sequences=seq)
     _check(result, rep)
     assert 0.2 < result["J_mean"] < 1.0
+
+
+@pytest.mark.parametrize("method, extra", [
+    ("maskrnn_tiny", ["method.finetune_iters=2"]),
+    ("lip_tiny", ["method.finetune_iters=2", "method.online_id_iters=2"]),
+])
+def test_trained_vos_methods_predict_at_the_original_size_under_resize_short(method, extra, tmp_path):
+    """The trainable VOS methods get resized frames *and* resized reference masks under
+    ``dataset.resize_short``; their predictions (reference frames included) come at the original
+    size and score exactly as ``eval`` scores the written files (MaskRNN used to index its
+    original-size output with the resized reference mask)."""
+    out = tmp_path / "test"
+    cfg = compose([f"method={method}", "dataset=synthetic", f"dataset.root={tmp_path / 'd'}",
+                   "dataset.split=val", "dataset.num_videos=2", "dataset.num_frames=4",
+                   "dataset.height=32", "dataset.width=48", "dataset.resize_short=16",
+                   "allow_random_init=true", f"output_dir={out}", "device=cpu", *extra])
+    result = evaluate(cfg)
+    preds = sorted((out / "predictions").rglob("*.png"))
+    assert len(preds) == 8 and all(Image.open(p).size == (48, 32) for p in preds)
+    from vosbench.data import build_dataset
+
+    ds = build_dataset(cfg.dataset)
+    rep = evaluate_vos_folder("davis2017", ds.root, out / "predictions", None, split="val",
+                              progress=False, ignore_extra_labels=True)
+    _check(result, rep)

@@ -117,6 +117,37 @@ def test_video_stage_detaches_every_recurrence_and_reverses(reverse_prob):
     assert heads_calls == [t for t in frames if t != 7]  # frame 7 only updates the memory
 
 
+@pytest.mark.parametrize("stage", ["image", "video"])
+def test_paper_multi_scale_min_size_trains_one_scale_per_clip(stage):
+    """The paper config's ``min_size`` list (11 short sides, §5.1) trains: one scale per clip.
+
+    Before #17 the video stage let torchvision draw a new short side for every frame, so the
+    Conv-GRU state of frame t-1 had another shape than frame t's features (crash on the first
+    step of the paper config); the image stage drew per image, not per clip."""
+    model = _lip(stage=stage, min_size=(48, 64, 80, 96), max_size=160, **({"num_ids": 1} if stage == "image" else {}))
+    det = model.detector
+    shapes, resize = [], det.resize
+
+    def spy(images, targets=None, **kw):
+        il, tr = resize(images, targets, **kw)
+        shapes.append([tuple(s) for s in il.image_sizes])
+        return il, tr
+
+    det.resize = spy
+    torch.manual_seed(11)
+    for _ in range(4):  # several draws: the chance that 8 per-frame draws all agree is tiny
+        shapes.clear()
+        losses = model.training_step(_batch(T=8 if stage == "video" else 2))
+        assert torch.isfinite(sum(losses.values()))
+        per_clip = list(zip(*shapes)) if stage == "video" else None
+        if stage == "video":
+            assert len(shapes) == 8 and all(len(set(c)) == 1 for c in per_clip), shapes
+            assert all(min(c[0]) in (48, 64, 80, 96) for c in per_clip)
+        else:  # one call with the 2 clips x 2 frames: both frames of a clip at its scale
+            (sizes,) = shapes
+            assert sizes[0] == sizes[1] and sizes[2] == sizes[3] and min(sizes[0]) in (48, 64, 80, 96), sizes
+
+
 def test_training_ids_are_stable_and_bounded():
     model = _lip(num_ids=3)
     a = model._train_ids("vid-a", torch.tensor([1, 2]))

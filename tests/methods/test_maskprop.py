@@ -559,7 +559,7 @@ def test_stage_two_starts_from_the_stage_one_detector(tmp_path):
 
 
 def test_experiment_stages_compose_with_the_paper_values():
-    """configs/experiment/maskprop/*: the three stages compose and carry the paper's values."""
+    """configs/experiment/maskprop/*: the stages compose and carry the paper's values."""
     from vosbench.config import compose
 
     coco = compose(["+experiment=maskprop/detector_coco"])
@@ -571,6 +571,10 @@ def test_experiment_stages_compose_with_the_paper_values():
     assert vis.trainer.optimizer._target_ == "torch.optim.SGD" and vis.trainer.optimizer.lr == 0.008
     assert vis.trainer.epochs == 20 and list(vis.trainer.scheduler.milestones) == [16, 19]
     assert vis.trainer.batch_size == 32 and vis.recipe.data == "davis2016_mini_ytvis"
+    # the same recipe on the shared YouTube-VIS annotation sample (benchmarks/paper_scale.py)
+    sample = compose(["+experiment=maskprop/ytvis_train_sample"])
+    assert sample.recipe.data == "ytvis2019_sample" and sample.recipe.runs == vis.recipe.runs
+    assert {k: sample[k] for k in ("method", "dataset", "trainer")} == {k: vis[k] for k in ("method", "dataset", "trainer")}
     inf = compose(["+experiment=maskprop/inference"])
     assert inf.method.clip_radius == 6 and inf.method.score_thresh == 0.1   # T = 13, boxes > 0.1
     assert inf.method.detector.rpn_post_nms_top_n_test == 1000
