@@ -73,6 +73,8 @@ def main() -> int:
                          "datasets; '' = the whole default suite, davis2016-mini at 480p included)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds per command")
     ap.add_argument("--train-iters", type=int, default=20)
+    ap.add_argument("--sides", nargs="*", default=["before", "after"], choices=["before", "after"],
+                    help="run only these sides (the other side's row is then missing from the table)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
@@ -102,6 +104,8 @@ def main() -> int:
     rows = []
     for name in a.only:
         for side, cmd in zip(("before", "after"), cmds[name]):
+            if side not in a.sides:
+                continue
             cwd = a.work / f"{side}-{name}"
             cwd.mkdir()
             env = dict(env0, VOSBENCH_CACHE=str(cwd / "cache"))
@@ -117,15 +121,25 @@ def main() -> int:
     print("\n| job | before wall (s) | after wall (s) | before / after | before CPU (s) | after CPU (s) "
           "| extra |\n|---|---|---|---|---|---|---|")
     for name in a.only:
-        b, f = (next(r for r in rows if r["job"] == name and r["side"] == s) for s in ("before", "after"))
+        got = {r["side"]: r for r in rows if r["job"] == name}
+        b, f = got.get("before"), got.get("after")
+
+        def mark(r):
+            if r is None:
+                return "not run"
+            why = {"timeout": " (killed: timeout)"}.get(r["rc"], f" (FAILED: rc={r['rc']})" if r["rc"] else "")
+            return f"{r['wall_s']}{why}"
+
         extra = ""
-        if b["s_per_it"] and f["s_per_it"]:
+        if b and f and b["s_per_it"] and f["s_per_it"]:
             extra = f"{b['s_per_it']:.3f} vs {f['s_per_it']:.3f} s/it"
-        elif b["J&F"] is not None and f["J&F"] is not None:
+        elif b and f and b["J&F"] is not None and f["J&F"] is not None:
             extra = f"J&F {b['J&F']:.4f} vs {f['J&F']:.4f}"
-        mark = lambda r: f"{r['wall_s']}" + (" (killed: timeout)" if r["rc"] == "timeout" else "")  # noqa: E731
-        print(f"| {name} | {mark(b)} | {mark(f)} | {b['wall_s'] / max(f['wall_s'], 1e-9):.2f}x "
-              f"| {b['cpu_s']} | {f['cpu_s']} | {extra} |")
+        # A ratio only where the after side finished: a failed run is not fast.
+        ratio = (f"{b['wall_s'] / max(f['wall_s'], 1e-9):.2f}x" + (" (lower bound)" if b["rc"] == "timeout" else "")
+                 if b and f and not f["rc"] and b["rc"] in (0, "timeout") else "-")
+        print(f"| {name} | {mark(b)} | {mark(f)} | {ratio} "
+              f"| {b['cpu_s'] if b else '-'} | {f['cpu_s'] if f else '-'} | {extra} |")
     if a.json:
         a.json.write_text(json.dumps(rows, indent=1))
     return 0 if all(r["rc"] == 0 for r in rows) else 1

@@ -107,3 +107,17 @@ def test_workers_launch_one_shard_each(tmp_path, monkeypatch):
     assert all("--workers" not in c and not any(a.startswith("--gpus") for a in c) for c in cmds)
     assert all(c[c.index("--out") + 1] == str(tmp_path / "run") and "--rows" in c for c in cmds)
     assert [e["CUDA_VISIBLE_DEVICES"] for _, e in launched] == ["3", "5"]
+
+
+def test_dataset_selection_drops_rows_restricted_to_deselected_datasets(tmp_path, capsys):
+    """``--datasets synthetic_vos`` on the default suite: rows restricted to other datasets
+    (``maskprop_tiny``: synthetic_vis; the #22 rows: davis2016_mini) have nothing to run and are
+    left out. Before, planning raised a bare ``KeyError: 'synthetic_vis'`` (traceback, exit 1)."""
+    suite = load_suite("default").select(datasets=["synthetic_vos"])
+    assert suite.methods and all(m.datasets is None or m.datasets == ["synthetic_vos"] for m in suite.methods)
+    rows = {m.row for m in suite.methods}
+    assert "maskprop_tiny" not in rows and "lip_tiny_davis2016" not in rows and "lip_tiny" in rows
+    assert all(e.dataset == "synthetic_vos" for e in suite.expected)
+    assert cli.main(["--datasets", "synthetic_vos", "--list", "--cache-dir", str(tmp_path)]) == 0
+    listed = capsys.readouterr().out
+    assert "lip_tiny " in listed and "maskprop_tiny" not in listed

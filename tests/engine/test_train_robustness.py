@@ -5,7 +5,7 @@
   writing ``last.pth``; once the file is fixed, ``resume=true`` ends with the weights of an
   uninterrupted run (the data error surfaces inside a DataLoader worker);
 * ``kill -9`` of a shipped method (``maskrnn_tiny``) and ``resume=true`` equals an uninterrupted
-  run;
+  run, on synthetic data and on the real DAVIS-2016 train frames (skipped when absent);
 * config values of the wrong type and unusable checkpoints are one-line errors (exit 2).
 """
 from __future__ import annotations
@@ -136,10 +136,24 @@ def test_data_error_mid_run_writes_last_pth_and_resume_is_exact(tmp_path):
 
 
 # ------------------------------------------------------------------ kill -9, shipped method
+DAVIS_TRAIN = REPO.parent / "shared" / "data" / "davis2016-train"
+
+
+def _real_davis_train() -> list[str]:
+    """The real DAVIS-2016 train sequences (#22: real-data training), at short side 64 with the
+    crop and flip augmentation on, so the data pipeline's random state is part of the resume."""
+    if not (DAVIS_TRAIN / "JPEGImages").is_dir():
+        pytest.skip(f"real DAVIS-2016 train data not found at {DAVIS_TRAIN}")
+    return ["dataset=davis2016", f"dataset.root={DAVIS_TRAIN}", "trainer.train_split=train",
+            "trainer.clip.resize_short=64", "trainer.clip.hflip=true"]
+
+
 @pytest.mark.slow
-def test_kill_9_of_maskrnn_and_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("data", ["synthetic", "davis2016_train"])
+def test_kill_9_of_maskrnn_and_resume_equals_uninterrupted(tmp_path, data):
     root = tmp_path / "data"
-    common = ["method=maskrnn_tiny", *_data(root), "trainer=debug", "trainer.max_iter=10",
+    common = ["method=maskrnn_tiny", *(_data(root) if data == "synthetic" else _real_davis_train()),
+              "trainer=debug", "trainer.max_iter=10",
               "trainer.checkpoint_period=2", "trainer.batch_size=1",
               "trainer.clip.samples_per_epoch=3", "device=cpu", "allow_random_init=true"]
     torch.set_num_threads(1)

@@ -114,7 +114,17 @@ class Suite:
             if d not in self.datasets:
                 raise SuiteError(f"{self.path}: no dataset {d!r}; datasets: {sorted(self.datasets)}")
         keep_ds = {k: v for k, v in self.datasets.items() if datasets is None or k in datasets}
-        keep_m = [m for m in self.methods if rows is None or m.row in rows]
+        keep_m = []
+        for m in self.methods:
+            if rows is not None and m.row not in rows:
+                continue
+            if m.datasets is not None:
+                # A row restricted to datasets that were all deselected has nothing to run.
+                only = [d for d in m.datasets if d in keep_ds]
+                if not only:
+                    continue
+                m = dataclasses.replace(m, datasets=only)
+            keep_m.append(m)
         keep_e = [e for e in self.expected if e.row in {m.row for m in keep_m} and e.dataset in keep_ds]
         return dataclasses.replace(self, datasets=keep_ds, methods=keep_m, expected=keep_e)
 
