@@ -123,6 +123,17 @@ def main() -> None:
                 "J_work_no_box": round(sum(j_free) / len(j_free), 4)}
 
     curve, step, reached = [], 0, None
+
+    def evaluate_into(row: dict) -> None:
+        """Evaluate the current weights into ``row`` (CPU minutes so far included) and mark the
+        target as reached once the recurrent stage has started."""
+        nonlocal reached
+        row.update(evaluate())
+        row["cpu_min"] = round((time.process_time() - cpu0) / 60, 2)
+        print(json.dumps(row), flush=True)
+        if reached is None and step > args.single_steps and row["J_work"] >= args.target:
+            reached = row
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model.train()
@@ -143,11 +154,7 @@ def main() -> None:
         row = {"step": step, "stage": "recurrent" if step > args.single_steps else "single",
                "lr": float(f"{lr:.3g}"), **{k: round(float(v.detach()), 5) for k, v in losses.items()}}
         if step % args.eval_every == 0 or step == args.max_steps:
-            row.update(evaluate())
-            row["cpu_min"] = round((time.process_time() - cpu0) / 60, 2)
-            print(json.dumps(row), flush=True)
-            if reached is None and step > args.single_steps and row["J_work"] >= args.target:
-                reached = row
+            evaluate_into(row)
         curve.append(row)
         if "J_work" in row:
             save(out, curve, reached, step, cpu0, args)
@@ -156,12 +163,7 @@ def main() -> None:
     if curve and "J_work" not in curve[-1]:
         # Stopped by the CPU budget between evaluations: evaluate the last weights too (its
         # cpu_min then includes this evaluation and may exceed --cpu-minutes slightly).
-        row = curve[-1]
-        row.update(evaluate())
-        row["cpu_min"] = round((time.process_time() - cpu0) / 60, 2)
-        print(json.dumps(row), flush=True)
-        if reached is None and step > args.single_steps and row["J_work"] >= args.target:
-            reached = row
+        evaluate_into(curve[-1])
     save(out, curve, reached, step, cpu0, args)
     print(json.dumps({"reached": reached is not None, "step": step,
                       "cpu_min": round((time.process_time() - cpu0) / 60, 2)}))

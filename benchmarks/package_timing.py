@@ -63,6 +63,14 @@ def timed(cmd: list[str], cwd: Path, env: dict, timeout: float) -> dict:
             "tail": out[-1500:] if p.returncode else out[-300:]}
 
 
+def mark(r: dict | None) -> str:
+    """A table cell for one side's run: wall seconds, and why it did not finish."""
+    if r is None:
+        return "not run"
+    why = {"timeout": " (killed: timeout)"}.get(r["rc"], f" (FAILED: rc={r['rc']})" if r["rc"] else "")
+    return f"{r['wall_s']}{why}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--before", default="21703a2")
@@ -123,12 +131,6 @@ def main() -> int:
     for name in a.only:
         got = {r["side"]: r for r in rows if r["job"] == name}
         b, f = got.get("before"), got.get("after")
-
-        def mark(r):
-            if r is None:
-                return "not run"
-            why = {"timeout": " (killed: timeout)"}.get(r["rc"], f" (FAILED: rc={r['rc']})" if r["rc"] else "")
-            return f"{r['wall_s']}{why}"
 
         extra = ""
         if b and f and b["s_per_it"] and f["s_per_it"]:

@@ -75,34 +75,30 @@ def common_train(args) -> list[str]:
             "trainer.warmup_factor=0.1", f"seed={args.seed}", "threads=1", "device=cpu"]
 
 
+def schedule(iters: int, lr: float, warmup: int, batch: int, frames: int, stride: int) -> list[str]:
+    """A run's length, batch, clips and step-decay schedule (x0.1 at 3/4 of the run)."""
+    return [f"trainer.max_iter={iters}", f"trainer.batch_size={batch}",
+            f"trainer.clip.num_frames={frames}", f"trainer.clip.max_stride={stride}",
+            f"trainer.optimizer.lr={lr}", f"trainer.warmup_iters={warmup}",
+            f"trainer.scheduler.milestones=[{int(0.75 * iters)}]", "trainer.scheduler.gamma=0.1"]
+
+
 def train_runs(args) -> dict[str, list[tuple[str, list[str]]]]:
     """method -> [(run name, tools/train.py overrides)], in order; the last run is the model."""
     out = Path(args.out)
     n = args.maskrnn_iters
     maskrnn = [("maskrnn", ["method=maskrnn_tiny", *common_train(args),
-                            f"checkpoint={SYNTHETIC['maskrnn']}",
-                            f"method.single_frame_iters={n // 2}",
-                            f"trainer.max_iter={n}", "trainer.batch_size=4",
-                            "trainer.clip.num_frames=4", "trainer.clip.max_stride=2",
-                            f"trainer.optimizer.lr={args.maskrnn_lr}", "trainer.warmup_iters=50",
-                            f"trainer.scheduler.milestones=[{int(0.75 * n)}]", "trainer.scheduler.gamma=0.1",
+                            f"checkpoint={SYNTHETIC['maskrnn']}", f"method.single_frame_iters={n // 2}",
+                            *schedule(n, args.maskrnn_lr, 50, batch=4, frames=4, stride=2),
                             f"output_dir={out / 'maskrnn'}"])]
-    ni, nv = args.lip_image_iters, args.lip_video_iters
-    lip = [("lip_image", ["method=lip_tiny", *common_train(args), "method.stage=image", "method.num_ids=1",
+    lip_common = ["method=lip_tiny", *common_train(args), "trainer.grad_clip=10.0"]
+    lip = [("lip_image", [*lip_common, "method.stage=image", "method.num_ids=1",
                           f"method.pretrained={SYNTHETIC['lip']}",
-                          f"trainer.max_iter={ni}", "trainer.batch_size=4",
-                          "trainer.clip.num_frames=2", "trainer.clip.max_stride=5",
-                          f"trainer.optimizer.lr={args.lip_lr}", "trainer.grad_clip=10.0",
-                          "trainer.warmup_iters=50",
-                          f"trainer.scheduler.milestones=[{int(0.75 * ni)}]", "trainer.scheduler.gamma=0.1",
+                          *schedule(args.lip_image_iters, args.lip_lr, 50, batch=4, frames=2, stride=5),
                           f"output_dir={out / 'lip_image'}"]),
-           ("lip", ["method=lip_tiny", *common_train(args), "method.stage=video",
+           ("lip", [*lip_common, "method.stage=video",
                     f"method.pretrained={out / 'lip_image' / 'model_final.pth'}",
-                    f"trainer.max_iter={nv}", "trainer.batch_size=1",
-                    "trainer.clip.num_frames=8", "trainer.clip.max_stride=1",
-                    f"trainer.optimizer.lr={args.lip_lr / 2}", "trainer.grad_clip=10.0",
-                    "trainer.warmup_iters=20",
-                    f"trainer.scheduler.milestones=[{int(0.75 * nv)}]", "trainer.scheduler.gamma=0.1",
+                    *schedule(args.lip_video_iters, args.lip_lr / 2, 20, batch=1, frames=8, stride=1),
                     f"output_dir={out / 'lip'}"])]
     return {"maskrnn": maskrnn, "lip": lip}
 

@@ -35,7 +35,7 @@ from vosbench.models.flow import FlowCache, build_flow, warp
 from vosbench.models.weights import read_state_dict, resolve_pretrained, weights_policy
 from vosbench.registry import BACKBONES, METHODS
 from vosbench.structures import FramePrediction, VideoBatch, VideoPrediction, VideoSample
-from vosbench.structures.masks import probs_to_index
+from vosbench.structures.masks import probs_to_index, resize_masks
 
 from vosbench_methods.maskrnn.heads import (LocalizationHead, TwoStreamFusion, boxes_to_masks,
                                    decode_boxes, encode_boxes, enlarge_boxes, mask_boxes)
@@ -581,8 +581,7 @@ class MaskRNN(VideoMethod):
         full = _resize_probs(probs, (H, W)) if tuple(size) != (H, W) else probs
         masks = _fuse(full, self.threshold)
         for row, m in ref_rows.items():  # keep the reference masks exact at the original size
-            if tuple(m.shape) != (H, W):  # dataset.resize_short: the reference comes resized
-                m = F.interpolate(m[None, None].float(), size=(H, W), mode="nearest")[0, 0] > 0.5
+            m = resize_masks(m.bool(), (H, W))  # dataset.resize_short: the reference comes resized
             masks[:, m] = False
             masks[row] = m
         # Drop frames no longer needed for the flow.
