@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.image_list import ImageList
-from torchvision.ops import nms
+from torchvision.ops import FrozenBatchNorm2d, nms
 
 from vosbench.config import build
 from vosbench.models.base import VideoMethod
@@ -227,9 +227,17 @@ class MaskProp(VideoMethod):
                 self.load_detector_weights(detector_weights)
         if weights:
             load_weights(self, weights)
+        # The trunk is random when its ImageNet file was missing (no COCO file given) or when the
+        # COCO file that was to cover it was missing (allow_random_init): either way, frozen
+        # layers and frozen BatchNorm keep random values and identity statistics.
+        # (load_torchvision_weights returns no report when the file was missing and random init
+        # allowed.)
         reports = getattr(backbone, "_weights_reports", None)
-        if reports and all(r.status == "random" for r in reports) and not weights \
-                and self.detector_weights_report is None:
+        if detector_weights:
+            trunk_random = self.detector_weights_report is None
+        else:
+            trunk_random = bool(reports) and all(r.status == "random" for r in reports)
+        if trunk_random and not weights:
             self._warn_frozen_random_trunk(backbone)
 
     @staticmethod
@@ -241,11 +249,18 @@ class MaskProp(VideoMethod):
             return
         frozen = [n for n in ("conv1", "layer1", "layer2", "layer3", "layer4")
                   if hasattr(body, n) and not any(p.requires_grad for p in getattr(body, n).parameters())]
-        if frozen:
-            logger.warning("MaskProp: the backbone starts from random weights and keeps %s frozen at "
-                           "those values (backbone.trainable_layers); from random init use "
-                           "backbone.trainable_layers=5 (and norm=gn: frozen BatchNorm has no statistics "
-                           "to keep)", ", ".join(frozen))
+        frozen_bn = any(isinstance(m, FrozenBatchNorm2d) for m in body.modules())
+        if frozen or frozen_bn:
+            what = []
+            if frozen:
+                what.append(f"keeps {', '.join(frozen)} frozen at those values (backbone.trainable_layers)")
+            if frozen_bn:
+                # identity statistics: nothing normalises the activations, which grow through the
+                # 50+ layers (the paper-size smoke from random init shows loss_mask ~ 1e4)
+                what.append("normalises with frozen BatchNorm that has no statistics (mean 0, var 1)")
+            logger.warning("MaskProp: the backbone starts from random weights and %s; losses from this "
+                           "init are not meaningful. From random init use backbone.trainable_layers=5 "
+                           "and backbone.norm=gn", " and ".join(what))
 
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> dict[str, Any]:

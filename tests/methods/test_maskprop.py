@@ -580,3 +580,28 @@ def test_experiment_stages_compose_with_the_paper_values():
     assert inf.method.detector.rpn_post_nms_top_n_test == 1000
     assert inf.method.max_instances == 20 and inf.method.refine_max_per_frame == 20
     assert list(inf.recipe.runs) == ["predict"]
+
+
+def test_random_detector_file_warns_about_the_random_frozen_trunk(tmp_path, monkeypatch, caplog):
+    """The YouTube-VIS stage names the COCO detector file; with allow_random_init and no file the
+    whole detector is random, frozen BatchNorm included (identity statistics: the paper-size smoke
+    then shows loss_mask ~ 1e4). That must be said, as it is when the ImageNet trunk is missing;
+    a GroupNorm trunk with every layer trainable has nothing to warn about."""
+    import logging
+
+    from vosbench.config import compose
+    from vosbench.engine.defaults import build_method
+
+    monkeypatch.setenv("VOSBENCH_WEIGHTS", str(tmp_path))        # an empty folder: no file at all
+    small = ["method.min_size=64", "method.max_size=96", "method.refine_patch=32", "allow_random_init=true"]
+    cfg = compose(["method=maskprop", *small])
+    assert cfg.method.detector_weights and cfg.method.backbone.norm == "frozen_bn"
+    with caplog.at_level(logging.WARNING):
+        build_method(cfg)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("MaskProp: the backbone")]
+    assert len(lines) == 1 and "frozen BatchNorm" in lines[0] and "conv1, layer1" in lines[0], lines
+    caplog.clear()
+    cfg = compose(["method=maskprop", *small, "method.backbone.norm=gn", "method.backbone.trainable_layers=5"])
+    with caplog.at_level(logging.WARNING):
+        build_method(cfg)
+    assert not [r for r in caplog.records if r.getMessage().startswith("MaskProp: the backbone")]
