@@ -11,6 +11,10 @@ download). ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` are REMOVED from the comman
 this measures the defaults. Each pair runs back to back (before, then after) with its own empty
 ``VOSBENCH_CACHE``, so both pay for data generation alike. The 1-minute load average is printed
 beside each run: other programs on the machine are part of the conditions.
+
+``--busy N`` makes that contention controlled and repeatable: N single-threaded busy-loop
+processes run for the whole measurement (both sides of every pair), standing in for the other
+users' jobs of a shared machine. ``--busy 0`` (default) measures the machine as it is.
 """
 from __future__ import annotations
 
@@ -83,6 +87,8 @@ def main() -> int:
     ap.add_argument("--train-iters", type=int, default=20)
     ap.add_argument("--sides", nargs="*", default=["before", "after"], choices=["before", "after"],
                     help="run only these sides (the other side's row is then missing from the table)")
+    ap.add_argument("--busy", type=int, default=0,
+                    help="single-threaded busy-loop processes running beside the whole measurement")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
@@ -110,22 +116,15 @@ def main() -> int:
                    "trainer=debug", iters, "output_dir=r"]),
     }
     rows = []
-    for name in a.only:
-        for side, cmd in zip(("before", "after"), cmds[name]):
-            if side not in a.sides:
-                continue
-            cwd = a.work / f"{side}-{name}"
-            cwd.mkdir()
-            env = dict(env0, VOSBENCH_CACHE=str(cwd / "cache"))
-            res = timed(cmd, cwd, env, a.timeout)
-            res.update(job=name, side=side)
-            rows.append(res)
-            print(f"{name:6s} {side:6s} rc={res['rc']} wall {res['wall_s']:7.1f} s  cpu {res['cpu_s']:7.1f} s"
-                  f"  load {res['load_before']:.1f}->{res['load_after']:.1f}"
-                  + (f"  {res['s_per_it']:.3f} s/it" if res["s_per_it"] else "")
-                  + (f"  J&F {res['J&F']:.4f}" if res["J&F"] is not None else ""), flush=True)
-            if res["rc"]:
-                print(res["tail"], flush=True)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(a.busy)]
+    if busy:
+        print(f"{len(busy)} busy-loop process(es) running beside the measurement", flush=True)
+    try:
+        run_all(a, cmds, env0, rows)
+    finally:
+        for proc in busy:
+            proc.kill()
+            proc.wait()
     print("\n| job | before wall (s) | after wall (s) | before / after | before CPU (s) | after CPU (s) "
           "| extra |\n|---|---|---|---|---|---|---|")
     for name in a.only:
@@ -143,8 +142,32 @@ def main() -> int:
         print(f"| {name} | {mark(b)} | {mark(f)} | {ratio} "
               f"| {b['cpu_s'] if b else '-'} | {f['cpu_s'] if f else '-'} | {extra} |")
     if a.json:
-        a.json.write_text(json.dumps(rows, indent=1))
+        for r in rows:
+            r["busy"] = a.busy
+        tmp = a.json.with_name(a.json.name + ".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        tmp.replace(a.json)
     return 0 if all(r["rc"] == 0 for r in rows) else 1
+
+
+def run_all(a, cmds: dict, env0: dict, rows: list) -> None:
+    """Run the selected pairs (before, then after), appending one result dict per command."""
+    for name in a.only:
+        for side, cmd in zip(("before", "after"), cmds[name]):
+            if side not in a.sides:
+                continue
+            cwd = a.work / f"{side}-{name}"
+            cwd.mkdir()
+            env = dict(env0, VOSBENCH_CACHE=str(cwd / "cache"))
+            res = timed(cmd, cwd, env, a.timeout)
+            res.update(job=name, side=side)
+            rows.append(res)
+            print(f"{name:6s} {side:6s} rc={res['rc']} wall {res['wall_s']:7.1f} s  cpu {res['cpu_s']:7.1f} s"
+                  f"  load {res['load_before']:.1f}->{res['load_after']:.1f}"
+                  + (f"  {res['s_per_it']:.3f} s/it" if res["s_per_it"] else "")
+                  + (f"  J&F {res['J&F']:.4f}" if res["J&F"] is not None else ""), flush=True)
+            if res["rc"]:
+                print(res["tail"], flush=True)
 
 
 if __name__ == "__main__":
