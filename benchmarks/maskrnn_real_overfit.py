@@ -121,11 +121,15 @@ def main() -> None:
     def budget_min() -> float:
         return (time.process_time() - cpu0 - diag_cpu) / 60
 
+    def j_work(pred) -> list[float]:
+        """J of frames 1.. at the working size."""
+        return [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(pred.frames)][1:]
+
     def evaluate() -> dict:
         nonlocal diag_cpu
         pred = model.predict(sample).materialize()
         j_full = [jaccard(f.masks[0], gt[t]) for t, f in enumerate(pred.frames)][1:]
-        j_small = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(pred.frames)][1:]
+        j_small = j_work(pred)
         # predicted / ground-truth area over frames 1..: > 1 over-segments, < 1 under-segments
         area = float(sum(f.masks[0].sum() for f in pred.frames[1:])) / max(1.0, float(gt[1:].sum()))
         # Diagnostics below (same weights, other inference settings); their CPU time is not
@@ -137,7 +141,7 @@ def main() -> None:
             free = model.predict(sample).materialize()
         finally:
             model.apply_localization = True
-        j_free = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(free.frames)][1:]
+        j_free = j_work(free)
         # The class-balanced BCE weights a foreground pixel by the background fraction beta, so
         # its optimum is p = beta q / (beta q + (1 - beta)(1 - q)) for a true posterior q: at
         # p > 0.5 every pixel with q > 1 - beta is foreground (over-segmentation of uncertain
@@ -147,8 +151,7 @@ def main() -> None:
         try:
             for thr in args.diag_thresholds:
                 model.threshold = thr
-                pt = model.predict(sample).materialize()
-                jt = [jaccard(_small(f.masks[0], (h, w)), gt_small[t]) for t, f in enumerate(pt.frames)][1:]
+                jt = j_work(model.predict(sample).materialize())
                 by_thr[f"{thr:g}"] = round(sum(jt) / len(jt), 4)
         finally:
             model.threshold = base_thr
